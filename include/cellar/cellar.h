@@ -1,0 +1,353 @@
+/*
+** libcellar: the client library of cellar, a Dynamo-style wide-column store.
+**
+** Thread-safety: every function here may be called from any thread, at any
+** time, on a shared cellar_client_t, except cellar_close(), which must be
+** called once, after the caller's other threads stopped using the client.
+** Callbacks of the *_async functions run on the client's own I/O thread:
+** they may start more async requests, but must not make a synchronous call
+** (it would wait on the very thread that has to answer it; such a call
+** returns CELLAR_EDEADLOCK) and should not block.
+**
+** Errors: every function returning int returns 0 or a negative code from
+** CELLAR_ERRNO_MAP below; cellar_strerror() and cellar_err_name() describe
+** it. The same codes are used on the wire, so a server error arrives with the
+** server's code and message.
+**
+** Callback rule (libuv's): when an *_async function returns an error, its
+** callback is never called. When it returns 0, the callback is called exactly
+** once, with the outcome, even if the client is closed first (then with
+** CELLAR_ESHUTDOWN).
+**
+** Ownership words: "borrowed, valid until X" means the library keeps the
+** memory; "caller frees with Y" means the caller must release it.
+** Every pointer argument given to a request function is copied before the
+** function returns: the caller may free or reuse it at once.
+*/
+#ifndef CELLAR_CELLAR_H
+#define CELLAR_CELLAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+** Error codes. X(NAME, value, message). Values are stable: they travel on
+** the wire. Never renumber; add at the end.
+*/
+#define CELLAR_ERRNO_MAP(X)                                                  \
+  X(OK, 0, "success")                                                        \
+  X(EINVAL, -1, "invalid argument")                                          \
+  X(ENOMEM, -2, "out of memory")                                             \
+  X(EPROTO, -3, "malformed frame or message")                                \
+  X(ETOOBIG, -4, "size limit exceeded")                                      \
+  X(ENOKEYSPACE, -5, "unknown keyspace")                                     \
+  X(ENOTABLE, -6, "unknown table")                                           \
+  X(EEXISTS, -7, "already exists")                                           \
+  X(EBADNAME, -8, "invalid name")                                            \
+  X(EBADTYPE, -9, "unknown message type")                                    \
+  X(ESTORAGE, -10, "storage error")                                          \
+  X(EIO, -11, "input/output error")                                          \
+  X(ETIMEDOUT, -12, "timed out")                                             \
+  X(ECONNECT, -13, "cannot connect")                                         \
+  X(ECLOSED, -14, "connection closed")                                       \
+  X(EUNAVAILABLE, -15, "not enough replicas alive")                          \
+  X(EBADCL, -16, "invalid consistency level")                                \
+  X(EBADCURSOR, -17, "invalid paging cursor")                                \
+  X(ECONFIG, -18, "invalid configuration")                                   \
+  X(EOVERLOAD, -19, "server overloaded")                                     \
+  X(ESHUTDOWN, -20, "shutting down")                                         \
+  X(EINTERNAL, -21, "internal error")                                        \
+  X(ENOTFOUND, -22, "not found")                                             \
+  X(EBADVERSION, -23, "unsupported protocol version")                        \
+  X(EDEADLOCK, -24, "synchronous call from a callback")                      \
+  X(EEMPTY, -25, "nothing to write")
+
+typedef enum cellar_errno {
+#define CELLAR__ERR_ENUM(name, val, msg) CELLAR_##name = (val),
+  CELLAR_ERRNO_MAP(CELLAR__ERR_ENUM)
+#undef CELLAR__ERR_ENUM
+  CELLAR__ERR_LAST = -26
+} cellar_errno_t;
+
+/* Static strings: never free them. Unknown codes give "unknown error". */
+const char *cellar_strerror(int code);
+const char *cellar_err_name(int code);
+
+/* Consistency levels. DEFAULT means the client's default (ONE unless set). */
+typedef enum cellar_consistency {
+  CELLAR_CL_DEFAULT = 0,
+  CELLAR_CL_ONE = 1,
+  CELLAR_CL_TWO = 2,
+  CELLAR_CL_THREE = 3,
+  CELLAR_CL_QUORUM = 4,
+  CELLAR_CL_ALL = 5,
+  CELLAR_CL_LOCAL_ONE = 6,
+  CELLAR_CL_LOCAL_QUORUM = 7,
+  CELLAR_CL_EACH_QUORUM = 8,
+  CELLAR_CL_ANY = 9
+} cellar_consistency_t;
+
+/* "ONE", "QUORUM", ... (static). NULL for an invalid value. */
+const char *cellar_consistency_name(cellar_consistency_t cl);
+/* Parses a level name, case-insensitive. Returns 0 or CELLAR_EBADCL. */
+int cellar_consistency_parse(const char *name, cellar_consistency_t *out);
+
+/* Documented limits, enforced by the server (and checked early by the
+** client so an oversized request fails without a round trip). */
+#define CELLAR_MAX_KEY_BYTES 65535u          /* partition and clustering keys */
+#define CELLAR_MAX_COLUMN_BYTES 1024u        /* column names */
+#define CELLAR_MAX_VALUE_BYTES (1u << 20)    /* one cell value: 1 MiB */
+#define CELLAR_MAX_FRAME_BYTES (16u << 20)   /* one frame's payload: 16 MiB */
+#define CELLAR_MAX_NAME_BYTES 48u            /* keyspace and table names */
+
+/* ------------------------------------------------------------------ client */
+
+typedef struct cellar_client cellar_client_t;  /* opaque */
+typedef struct cellar_result cellar_result_t;  /* opaque */
+
+typedef struct cellar_options {
+  const char *hosts;           /* "host:port[,host:port...]"; borrowed during
+                                  cellar_connect only. Default "127.0.0.1:7400" */
+  int connect_timeout_ms;      /* default 2000 */
+  int request_timeout_ms;      /* default 10000; 0 = none */
+  int connections;             /* TCP connections per host, default 1 */
+  cellar_consistency_t consistency;  /* default level, CELLAR_CL_ONE */
+  size_t max_in_flight;        /* per client; 0 = unlimited. Async calls beyond
+                                  it fail with CELLAR_EOVERLOAD. */
+} cellar_options_t;
+
+/* Fills *o with the defaults above. */
+void cellar_options_init(cellar_options_t *o);
+
+/*
+** Connects to the first reachable host of o->hosts (each tried in turn
+** within connect_timeout_ms). On success *out is a new client: caller frees
+** with cellar_close(). On failure *out is NULL and the code says why.
+*/
+int cellar_connect(const cellar_options_t *o, cellar_client_t **out);
+
+/*
+** Closes every connection, fails requests still in flight with
+** CELLAR_ESHUTDOWN (their callbacks run before this returns), joins the I/O
+** thread and frees the client.
+*/
+void cellar_close(cellar_client_t *c);
+
+/* The address ("host:port") the client is connected to. Borrowed, valid
+** until cellar_close(). */
+const char *cellar_client_peer(const cellar_client_t *c);
+
+/* ------------------------------------------------------------ requests */
+
+typedef struct cellar_cell {
+  const void *name;
+  size_t name_len;
+  const void *value;
+  size_t value_len;
+} cellar_cell_t;
+
+typedef struct cellar_row {
+  const void *clustering;      /* may be NULL when clustering_len is 0 */
+  size_t clustering_len;
+  const cellar_cell_t *cells;
+  size_t ncells;
+} cellar_row_t;
+
+/* Put: one or many cells of one or many rows of one partition, atomically. */
+typedef struct cellar_put {
+  const char *keyspace;
+  const char *table;
+  const void *partition;
+  size_t partition_len;
+  const cellar_row_t *rows;
+  size_t nrows;
+  uint32_t ttl;                /* seconds; 0 = the table's default TTL */
+  int64_t timestamp;           /* microseconds since epoch; 0 = server clock */
+  cellar_consistency_t consistency;
+} cellar_put_t;
+
+/* Get one row (clustering key may be empty), all or some columns. */
+typedef struct cellar_get {
+  const char *keyspace;
+  const char *table;
+  const void *partition;
+  size_t partition_len;
+  const void *clustering;
+  size_t clustering_len;
+  const cellar_cell_t *columns;  /* only name/name_len are used; NULL = all */
+  size_t ncolumns;
+  cellar_consistency_t consistency;
+} cellar_get_t;
+
+/*
+** Slice of one partition in clustering order: rows with start <= ck <= end
+** (a NULL bound is open), at most limit rows (0 = server maximum, 1000).
+** To read the next page, pass the previous result's cursor.
+** A slice with both bounds NULL reads the whole partition.
+*/
+typedef struct cellar_slice {
+  const char *keyspace;
+  const char *table;
+  const void *partition;
+  size_t partition_len;
+  const void *start;           /* NULL = from the first row */
+  size_t start_len;
+  const void *end;             /* NULL = to the last row */
+  size_t end_len;
+  uint32_t limit;
+  const void *cursor;          /* NULL = first page */
+  size_t cursor_len;
+  const cellar_cell_t *columns;  /* NULL = all columns */
+  size_t ncolumns;
+  cellar_consistency_t consistency;
+} cellar_slice_t;
+
+typedef enum cellar_delete_scope {
+  CELLAR_DELETE_PARTITION = 0,
+  CELLAR_DELETE_ROW = 1,
+  CELLAR_DELETE_CELLS = 2
+} cellar_delete_scope_t;
+
+typedef struct cellar_delete {
+  const char *keyspace;
+  const char *table;
+  const void *partition;
+  size_t partition_len;
+  cellar_delete_scope_t scope;
+  const void *clustering;      /* ROW and CELLS */
+  size_t clustering_len;
+  const cellar_cell_t *columns;  /* CELLS: names to delete */
+  size_t ncolumns;
+  int64_t timestamp;           /* microseconds; 0 = server clock */
+  cellar_consistency_t consistency;
+} cellar_delete_t;
+
+/*
+** Table options. conflict_policy "siblings" (default) or "lww";
+** gc_grace_seconds < 0 means the default (10 days).
+*/
+typedef struct cellar_table_options {
+  const char *conflict_policy;
+  int64_t gc_grace_seconds;
+  uint32_t default_ttl;
+} cellar_table_options_t;
+
+void cellar_table_options_init(cellar_table_options_t *t);
+
+/*
+** Callback of every async call. res: borrowed, valid until the callback
+** returns, never NULL (on error it carries the code and message). status is
+** 0 or the negative error code (the same as cellar_result_code(res)).
+*/
+typedef void (*cellar_callback_t)(int status, cellar_result_t *res, void *arg);
+
+/*
+** Synchronous calls. They return 0 or a negative code. When out is not NULL,
+** *out is always set, on error too, to a result carrying the code and
+** message: caller frees with cellar_result_free().
+*/
+int cellar_ping(cellar_client_t *c, cellar_result_t **out);
+int cellar_put(cellar_client_t *c, const cellar_put_t *p, cellar_result_t **out);
+int cellar_get(cellar_client_t *c, const cellar_get_t *g, cellar_result_t **out);
+int cellar_slice(cellar_client_t *c, const cellar_slice_t *s, cellar_result_t **out);
+int cellar_delete(cellar_client_t *c, const cellar_delete_t *d, cellar_result_t **out);
+/* replication: "SimpleStrategy:3" or "NetworkTopologyStrategy:dc1=3,dc2=2" */
+int cellar_create_keyspace(cellar_client_t *c, const char *name,
+                           const char *replication, int if_not_exists,
+                           cellar_result_t **out);
+int cellar_drop_keyspace(cellar_client_t *c, const char *name, int if_exists,
+                         cellar_result_t **out);
+/* t may be NULL for the defaults */
+int cellar_create_table(cellar_client_t *c, const char *keyspace,
+                        const char *name, const cellar_table_options_t *t,
+                        int if_not_exists, cellar_result_t **out);
+int cellar_drop_table(cellar_client_t *c, const char *keyspace,
+                      const char *name, int if_exists, cellar_result_t **out);
+/* keyspace NULL = every keyspace */
+int cellar_describe(cellar_client_t *c, const char *keyspace,
+                    cellar_result_t **out);
+/* command: "info", "compact", "flush", "snapshot" (argument: a name) */
+int cellar_admin(cellar_client_t *c, const char *command, const char *argument,
+                 cellar_result_t **out);
+
+/* Asynchronous twins: same arguments, the outcome goes to cb(arg). */
+int cellar_ping_async(cellar_client_t *c, cellar_callback_t cb, void *arg);
+int cellar_put_async(cellar_client_t *c, const cellar_put_t *p,
+                     cellar_callback_t cb, void *arg);
+int cellar_get_async(cellar_client_t *c, const cellar_get_t *g,
+                     cellar_callback_t cb, void *arg);
+int cellar_slice_async(cellar_client_t *c, const cellar_slice_t *s,
+                       cellar_callback_t cb, void *arg);
+int cellar_delete_async(cellar_client_t *c, const cellar_delete_t *d,
+                        cellar_callback_t cb, void *arg);
+int cellar_create_keyspace_async(cellar_client_t *c, const char *name,
+                                 const char *replication, int if_not_exists,
+                                 cellar_callback_t cb, void *arg);
+int cellar_drop_keyspace_async(cellar_client_t *c, const char *name,
+                               int if_exists, cellar_callback_t cb, void *arg);
+int cellar_create_table_async(cellar_client_t *c, const char *keyspace,
+                              const char *name, const cellar_table_options_t *t,
+                              int if_not_exists, cellar_callback_t cb,
+                              void *arg);
+int cellar_drop_table_async(cellar_client_t *c, const char *keyspace,
+                            const char *name, int if_exists,
+                            cellar_callback_t cb, void *arg);
+int cellar_describe_async(cellar_client_t *c, const char *keyspace,
+                          cellar_callback_t cb, void *arg);
+int cellar_admin_async(cellar_client_t *c, const char *command,
+                       const char *argument, cellar_callback_t cb, void *arg);
+
+/* ------------------------------------------------------------- results */
+
+void cellar_result_free(cellar_result_t *r);       /* NULL is fine */
+int cellar_result_code(const cellar_result_t *r);
+/* Error text ("" on success). Borrowed, valid until cellar_result_free(). */
+const char *cellar_result_message(const cellar_result_t *r);
+
+/*
+** Rows of a GET or SLICE, in clustering order. Every pointer returned below
+** is borrowed, valid until cellar_result_free(r). Index arguments out of
+** range give NULL / 0.
+*/
+size_t cellar_result_row_count(const cellar_result_t *r);
+const void *cellar_result_clustering(const cellar_result_t *r, size_t row,
+                                     size_t *len);
+size_t cellar_result_cell_count(const cellar_result_t *r, size_t row);
+const void *cellar_result_cell_name(const cellar_result_t *r, size_t row,
+                                    size_t cell, size_t *len);
+const void *cellar_result_cell_value(const cellar_result_t *r, size_t row,
+                                     size_t cell, size_t *len);
+int64_t cellar_result_cell_timestamp(const cellar_result_t *r, size_t row,
+                                     size_t cell);
+/* seconds since epoch; 0 = never expires */
+uint32_t cellar_result_cell_expires(const cellar_result_t *r, size_t row,
+                                    size_t cell);
+/* SLICE: cursor for the next page, NULL when the slice is complete. */
+const void *cellar_result_cursor(const cellar_result_t *r, size_t *len);
+
+/* DESCRIBE */
+size_t cellar_result_keyspace_count(const cellar_result_t *r);
+const char *cellar_result_keyspace_name(const cellar_result_t *r, size_t i);
+/* "SimpleStrategy:3" / "NetworkTopologyStrategy:dc1=3,dc2=3" */
+const char *cellar_result_keyspace_replication(const cellar_result_t *r,
+                                               size_t i);
+size_t cellar_result_table_count(const cellar_result_t *r);
+const char *cellar_result_table_keyspace(const cellar_result_t *r, size_t i);
+const char *cellar_result_table_name(const cellar_result_t *r, size_t i);
+const char *cellar_result_table_policy(const cellar_result_t *r, size_t i);
+uint32_t cellar_result_table_gc_grace(const cellar_result_t *r, size_t i);
+uint32_t cellar_result_table_default_ttl(const cellar_result_t *r, size_t i);
+
+/* ADMIN: key/value pairs */
+size_t cellar_result_info_count(const cellar_result_t *r);
+const char *cellar_result_info_key(const cellar_result_t *r, size_t i);
+const char *cellar_result_info_value(const cellar_result_t *r, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CELLAR_CELLAR_H */

@@ -1,0 +1,30 @@
+/*
+** engine: executes one decoded request against the schema and storage and
+** fills a result. Blocking (it calls storage): runs on worker threads.
+** Thread-safe; holds no state of its own beyond borrowed pointers.
+*/
+#ifndef CELLAR_ENGINE_H
+#define CELLAR_ENGINE_H
+
+#include "wire.h"
+#include "result.h"
+#include "schema.h"
+#include "storage.h"
+
+typedef struct engine {
+  storage *st;                 /* borrowed */
+  schema *sc;                  /* borrowed */
+  const char *node_id;         /* borrowed, for info */
+  const char *data_dir;        /* borrowed, snapshots go under it */
+  uint32_t max_slice_rows;     /* cap on a slice page, default 1000 */
+} engine;
+
+/* Executes req; the outcome (rows or error) is in res, its code returned. */
+int engine_execute(engine *e, const request *req, result *res);
+
+/* Paging cursors: opaque to clients, version byte + last clustering key. */
+size_t engine_cursor_encode(const uint8_t *ck, size_t nck, uint8_t *out,
+                            size_t outlen);
+int engine_cursor_decode(const uint8_t *p, size_t n, cbytes *ck);
+
+#endif
