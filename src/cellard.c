@@ -1,1 +1,197 @@
-/* placeholder: being written */
+/*
+** cellard: one cellar node. Reads its settings, opens the storage and the
+** schema, serves clients until SIGTERM/SIGINT, then drains: stops
+** accepting, finishes the requests in work, sends their answers, closes
+** RocksDB (which flushes nothing it has not already logged in the WAL).
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+#include "cellar/cellar.h"
+#include "clock.h"
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "schema.h"
+#include "server.h"
+#include "storage.h"
+
+typedef struct node {
+  uv_loop_t *loop;
+  server *srv;
+  uv_signal_t sigterm, sigint;
+  int stopping;
+} node;
+
+static int mkdir_p(const char *path) {
+  char buf[600];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+static int gc_lookup(void *arg, uint64_t id, uint32_t *gc_grace) {
+  return schema_gc_grace_by_id(arg, id, gc_grace);
+}
+
+/* The node's host id, made once and kept in the system column family; and
+** its generation, bumped at every start. */
+typedef struct identity {
+  char host_id[40];
+  uint64_t generation;
+} identity;
+
+static int scan_one(void *arg, const uint8_t *k, size_t nk, const uint8_t *v,
+                    size_t nv) {
+  char *out = arg;
+  (void)k;
+  (void)nk;
+  size_t n = nv < 39 ? nv : 39;
+  memcpy(out, v, n);
+  out[n] = '\0';
+  return 0;
+}
+
+static int load_identity(storage *st, identity *id) {
+  char buf[40] = "";
+  int rc = storage_system_scan(st, "node/host_id", 12, scan_one, buf);
+  if (rc) return rc;
+  if (buf[0] == '\0') {
+    uint64_t a = clock_random64(), b = clock_random64();
+    snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)(a >> 16) & 0xffff, (unsigned)(0x4000 | (a & 0x0fff)),
+             (unsigned)(0x8000 | ((b >> 48) & 0x3fff)),
+             (unsigned long long)(b & 0xffffffffffffull));
+    rc = storage_system_put(st, "node/host_id", 12, buf, strlen(buf));
+    if (rc) return rc;
+  }
+  snprintf(id->host_id, sizeof id->host_id, "%s", buf);
+  char gen[40] = "";
+  rc = storage_system_scan(st, "node/generation", 15, scan_one, gen);
+  if (rc) return rc;
+  uint64_t g = strtoull(gen, NULL, 10);
+  uint64_t now = clock_now_s();
+  id->generation = now > g ? now : g + 1;
+  int n = snprintf(gen, sizeof gen, "%llu", (unsigned long long)id->generation);
+  return storage_system_put(st, "node/generation", 15, gen, (size_t)n);
+}
+
+static void close_handle(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void drained(void *arg) {
+  node *n = arg;
+  log_info("cellard: drained, closing");
+  uv_walk(n->loop, close_handle, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  node *n = h->data;
+  if (n->stopping) return;
+  n->stopping = 1;
+  log_info("cellard: %s received, draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  server_drain(n->srv, drained, n);
+}
+
+int main(int argc, char **argv) {
+  config cfg;
+  char err[512];
+  config_defaults(&cfg);
+  int rc = config_parse_args(&cfg, argc, argv, err, sizeof err);
+  if (rc == 1) {
+    fputs(config_usage(), stdout);
+    return 0;
+  }
+  if (rc) {
+    fprintf(stderr, "cellard: %s\n", err);
+    return 2;
+  }
+  log_set_level(cfg.log_level);
+  signal(SIGPIPE, SIG_IGN);
+
+  char workers[16];
+  snprintf(workers, sizeof workers, "%d", cfg.workers);
+  setenv("UV_THREADPOOL_SIZE", workers, 1);
+
+  if (mkdir_p(cfg.data_dir) != 0) {
+    fprintf(stderr, "cellard: cannot create data_dir %s: %s\n", cfg.data_dir, strerror(errno));
+    return 2;
+  }
+  char dbpath[600];
+  snprintf(dbpath, sizeof dbpath, "%s/db", cfg.data_dir);
+  storage_options so;
+  storage_options_init(&so);
+  so.path = dbpath;
+  so.cache_bytes = cfg.cache_bytes;
+  so.write_buffer_bytes = cfg.write_buffer_bytes;
+  so.sync_writes = cfg.sync_writes;
+  storage *st = NULL;
+  rc = storage_open(&so, &st);
+  if (rc) {
+    fprintf(stderr, "cellard: cannot open storage in %s: %s (is another cellard "
+            "using it?)\n", dbpath, cellar_strerror(rc));
+    return 1;
+  }
+  identity id;
+  rc = load_identity(st, &id);
+  if (rc) {
+    fprintf(stderr, "cellard: cannot read node identity: %s\n", cellar_strerror(rc));
+    storage_close(st);
+    return 1;
+  }
+  log_set_node(cfg.node_name[0] ? cfg.node_name : id.host_id);
+  log_info("cellard: host id %s generation %llu data %s", id.host_id,
+           (unsigned long long)id.generation, cfg.data_dir);
+
+  schema *sc = NULL;
+  rc = schema_open(st, &sc);
+  if (rc) {
+    fprintf(stderr, "cellard: cannot load schema: %s\n", cellar_strerror(rc));
+    storage_close(st);
+    return 1;
+  }
+  storage_set_gc_lookup(st, gc_lookup, sc);
+
+  engine eng = {.st = st, .sc = sc, .node_id = id.host_id,
+                .data_dir = cfg.data_dir, .max_slice_rows = cfg.max_slice_rows};
+  node n = {.loop = uv_default_loop()};
+  rc = server_new(n.loop, &cfg, &eng, &n.srv);
+  if (rc == 0) rc = server_start(n.srv);
+  if (rc) {
+    fprintf(stderr, "cellard: cannot listen on %s:%d\n", cfg.listen_host, cfg.listen_port);
+    uv_walk(n.loop, close_handle, NULL);
+    uv_run(n.loop, UV_RUN_DEFAULT);
+    server_free(n.srv);
+    schema_free(sc);
+    storage_close(st);
+    return 1;
+  }
+  uv_signal_init(n.loop, &n.sigterm);
+  uv_signal_init(n.loop, &n.sigint);
+  n.sigterm.data = n.sigint.data = &n;
+  uv_signal_start(&n.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&n.sigint, on_signal, SIGINT);
+  log_info("cellard: ready");
+
+  uv_run(n.loop, UV_RUN_DEFAULT);
+
+  server_free(n.srv);
+  schema_free(sc);
+  storage_close(st);
+  rc = uv_loop_close(n.loop);
+  if (rc) log_warn("cellard: loop closed with handles open: %s", uv_strerror(rc));
+  log_info("cellard: stopped");
+  return 0;
+}

@@ -1,1 +1,243 @@
-/* placeholder: being written */
+/* config: settings from a file and flags, each validated by its own rule. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "cellar/cellar.h"
+#include "config.h"
+#include "log.h"
+
+void config_defaults(config *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+  c->listen_port = 7400;
+  snprintf(c->data_dir, sizeof c->data_dir, "./data");
+  c->cache_bytes = 64u << 20;
+  c->write_buffer_bytes = 32u << 20;
+  c->sync_writes = 0;
+  c->max_frame_bytes = CELLAR_MAX_FRAME_BYTES;
+  c->max_connections = 1024;
+  c->max_output_bytes = 64u << 20;
+  c->max_inflight = 1024;
+  c->workers = 4;
+  c->max_slice_rows = 1000;
+  c->log_level = LOG_INFO;
+}
+
+int config_parse_size(const char *s, uint64_t *out) {
+  if (s == NULL || !isdigit((unsigned char)*s)) return -1;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno) return -1;
+  uint64_t mul = 1;
+  if (*end) {
+    if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib")) mul = 1ull << 10;
+    else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib")) mul = 1ull << 20;
+    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib")) mul = 1ull << 30;
+    else return -1;
+  }
+  if (v > UINT64_MAX / mul) return -1;
+  *out = (uint64_t)v * mul;
+  return 0;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out) {
+  if (s == NULL || *s == '\0') return -1;
+  errno = 0;
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_bool(const char *s, int *out) {
+  if (!strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcmp(s, "1") || !strcasecmp(s, "on")) *out = 1;
+  else if (!strcasecmp(s, "false") || !strcasecmp(s, "no") || !strcmp(s, "0") || !strcasecmp(s, "off")) *out = 0;
+  else return -1;
+  return 0;
+}
+
+static int bad(char *err, size_t errlen, const char *key, const char *value,
+               const char *why) {
+  snprintf(err, errlen, "invalid setting %s = '%s': %s", key, value, why);
+  return CELLAR_ECONFIG;
+}
+
+static int size_in(const char *key, const char *value, uint64_t lo, uint64_t hi,
+                   uint64_t *out, char *err, size_t errlen) {
+  char why[96];
+  snprintf(why, sizeof why, "expected a size from %llu to %llu bytes (suffix k, m, g allowed)",
+           (unsigned long long)lo, (unsigned long long)hi);
+  if (config_parse_size(value, out) != 0 || *out < lo || *out > hi)
+    return bad(err, errlen, key, value, why);
+  return 0;
+}
+
+int config_set(config *c, const char *key_in, const char *value, char *err,
+               size_t errlen) {
+  char key[64];
+  size_t i = 0;
+  for (; key_in[i] && i < sizeof key - 1; i++)
+    key[i] = key_in[i] == '-' ? '_' : key_in[i];
+  key[i] = '\0';
+  uint64_t sz;
+  long n;
+  int rc;
+
+  if (!strcmp(key, "listen")) {
+    const char *colon = strrchr(value, ':');
+    if (colon == NULL || colon == value || (size_t)(colon - value) >= sizeof c->listen_host)
+      return bad(err, errlen, key, value, "expected HOST:PORT");
+    if (parse_int(colon + 1, 1, 65535, &n) != 0)
+      return bad(err, errlen, key, value, "port must be 1..65535");
+    memcpy(c->listen_host, value, (size_t)(colon - value));
+    c->listen_host[colon - value] = '\0';
+    c->listen_port = (int)n;
+  } else if (!strcmp(key, "data_dir")) {
+    if (*value == '\0' || strlen(value) >= sizeof c->data_dir - 64)
+      return bad(err, errlen, key, value, "expected a directory path of at most 440 bytes");
+    snprintf(c->data_dir, sizeof c->data_dir, "%s", value);
+  } else if (!strcmp(key, "cache_size")) {
+    if ((rc = size_in(key, value, 1u << 20, 1ull << 40, &sz, err, errlen))) return rc;
+    c->cache_bytes = (size_t)sz;
+  } else if (!strcmp(key, "write_buffer_size")) {
+    if ((rc = size_in(key, value, 1u << 20, 4ull << 30, &sz, err, errlen))) return rc;
+    c->write_buffer_bytes = (size_t)sz;
+  } else if (!strcmp(key, "sync_writes")) {
+    if (parse_bool(value, &c->sync_writes)) return bad(err, errlen, key, value, "expected true or false");
+  } else if (!strcmp(key, "max_frame_size")) {
+    if ((rc = size_in(key, value, 2u << 20, 64u << 20, &sz, err, errlen))) return rc;
+    c->max_frame_bytes = (uint32_t)sz;
+  } else if (!strcmp(key, "max_connections")) {
+    if (parse_int(value, 1, 1000000, &n)) return bad(err, errlen, key, value, "expected 1..1000000");
+    c->max_connections = (int)n;
+  } else if (!strcmp(key, "max_connection_output")) {
+    if ((rc = size_in(key, value, 1u << 20, 4ull << 30, &sz, err, errlen))) return rc;
+    c->max_output_bytes = (size_t)sz;
+  } else if (!strcmp(key, "max_inflight_per_connection")) {
+    if (parse_int(value, 1, 65536, &n)) return bad(err, errlen, key, value, "expected 1..65536");
+    c->max_inflight = (int)n;
+  } else if (!strcmp(key, "workers")) {
+    if (parse_int(value, 1, 128, &n)) return bad(err, errlen, key, value, "expected 1..128");
+    c->workers = (int)n;
+  } else if (!strcmp(key, "max_slice_rows")) {
+    if (parse_int(value, 1, 100000, &n)) return bad(err, errlen, key, value, "expected 1..100000");
+    c->max_slice_rows = (uint32_t)n;
+  } else if (!strcmp(key, "log_level")) {
+    int l = log_parse_level(value);
+    if (l < 0) return bad(err, errlen, key, value, "expected debug, info, warn or error");
+    c->log_level = l;
+  } else if (!strcmp(key, "node_name")) {
+    if (strlen(value) >= sizeof c->node_name) return bad(err, errlen, key, value, "at most 63 bytes");
+    snprintf(c->node_name, sizeof c->node_name, "%s", value);
+  } else {
+    snprintf(err, errlen, "unknown setting '%s'", key_in);
+    return CELLAR_ECONFIG;
+  }
+  return 0;
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+  return s;
+}
+
+int config_load_file(config *c, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+    return CELLAR_ECONFIG;
+  }
+  char line[1024];
+  int lineno = 0, rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    lineno++;
+    char *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    char *s = trim(line);
+    if (*s == '\0') continue;
+    char *eq = strchr(s, '=');
+    if (eq == NULL) {
+      snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+      rc = CELLAR_ECONFIG;
+      break;
+    }
+    *eq = '\0';
+    char msg[400];
+    rc = config_set(c, trim(s), trim(eq + 1), msg, sizeof msg);
+    if (rc) snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
+  }
+  fclose(f);
+  return rc;
+}
+
+int config_parse_args(config *c, int argc, char **argv, char *err,
+                      size_t errlen) {
+  /* the file first, so that flags override it wherever they stand */
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    if (!strncmp(argv[i], "--config=", 9)) {
+      int rc = config_load_file(c, argv[i] + 9, err, errlen);
+      if (rc) return rc;
+    } else if (!strcmp(argv[i], "--config")) {
+      if (i + 1 >= argc) {
+        snprintf(err, errlen, "--config needs a file");
+        return CELLAR_ECONFIG;
+      }
+      int rc = config_load_file(c, argv[++i], err, errlen);
+      if (rc) return rc;
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0) {
+      snprintf(err, errlen, "unexpected argument '%s'", a);
+      return CELLAR_ECONFIG;
+    }
+    char key[64];
+    const char *value;
+    const char *eq = strchr(a, '=');
+    if (eq) {
+      snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+      value = eq + 1;
+    } else {
+      snprintf(key, sizeof key, "%s", a + 2);
+      if (i + 1 >= argc) {
+        snprintf(err, errlen, "flag --%s needs a value", key);
+        return CELLAR_ECONFIG;
+      }
+      value = argv[++i];
+    }
+    if (!strcmp(key, "config")) continue;
+    int rc = config_set(c, key, value, err, errlen);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+const char *config_usage(void) {
+  return
+    "usage: cellard [--config FILE] [--SETTING VALUE ...]\n"
+    "settings (file: 'setting = value'; flags override the file):\n"
+    "  listen HOST:PORT                 client address (127.0.0.1:7400)\n"
+    "  data_dir DIR                     data directory (./data)\n"
+    "  cache_size SIZE                  RocksDB block cache (64MiB)\n"
+    "  write_buffer_size SIZE           memtable size (32MiB)\n"
+    "  sync_writes BOOL                 fsync the WAL before each ack (false)\n"
+    "  max_frame_size SIZE              largest frame accepted (16MiB)\n"
+    "  max_connections N                (1024)\n"
+    "  max_connection_output SIZE       unsent answers before a connection is\n"
+    "                                   cut (64MiB)\n"
+    "  max_inflight_per_connection N    requests in work before reading pauses\n"
+    "                                   (1024)\n"
+    "  workers N                        storage threads (4)\n"
+    "  max_slice_rows N                 rows per slice page at most (1000)\n"
+    "  log_level LEVEL                  debug|info|warn|error (info)\n"
+    "  node_name NAME                   name in logs (the host id)\n";
+}

@@ -1,1 +1,220 @@
-/* placeholder: being written */
+/*
+** engine: runs one decoded request against the schema and the storage.
+**
+** Called on a worker thread with a request the wire module already checked
+** for shape (names, sizes, levels). What needs the schema is checked here:
+** the keyspace and table exist, TTL and timestamps are filled from the
+** table and the clock. Consistency levels are accepted as given: a single
+** node is the only replica there is; the coordinator of the replication
+** issue judges them against the ring.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "cellar/cellar.h"
+#include "clock.h"
+#include "engine.h"
+#include "frame.h"
+#include "log.h"
+
+#define CURSOR_VERSION 1
+
+size_t engine_cursor_encode(const uint8_t *ck, size_t nck, uint8_t *out,
+                            size_t outlen) {
+  if (outlen < nck + 1) return 0;
+  out[0] = CURSOR_VERSION;
+  if (nck) memcpy(out + 1, ck, nck);
+  return nck + 1;
+}
+
+int engine_cursor_decode(const uint8_t *p, size_t n, cbytes *ck) {
+  if (n < 1 || p[0] != CURSOR_VERSION || n - 1 > CELLAR_MAX_KEY_BYTES)
+    return CELLAR_EBADCURSOR;
+  *ck = CBYTES(p + 1, n - 1);
+  return 0;
+}
+
+static int table_of(engine *e, const request *q, table_def *t, result *res) {
+  int rc = schema_get_table(e->sc, q->keyspace, q->table, t);
+  if (rc == CELLAR_ENOKEYSPACE)
+    return result_error(res, rc, "unknown keyspace %s", q->keyspace);
+  if (rc == CELLAR_ENOTABLE)
+    return result_error(res, rc, "unknown table %s.%s", q->keyspace, q->table);
+  return rc;
+}
+
+static int storage_failed(result *res, int rc, const char *what) {
+  if (res->code) return res->code;
+  return result_error(res, rc, "%s failed: %s", what, cellar_strerror(rc));
+}
+
+static int do_put(engine *e, const request *q, result *res) {
+  table_def t;
+  int rc = table_of(e, q, &t, res);
+  if (rc) return rc;
+  uint32_t ttl = q->ttl ? q->ttl : t.default_ttl;
+  int64_t ts = q->timestamp ? q->timestamp : clock_now_us();
+  rc = storage_put(e->st, &t, q->partition, q->rows, q->nrows, ts, ttl,
+                   clock_now_s());
+  return rc ? storage_failed(res, rc, "put") : 0;
+}
+
+static int do_delete(engine *e, const request *q, result *res) {
+  table_def t;
+  int rc = table_of(e, q, &t, res);
+  if (rc) return rc;
+  int64_t ts = q->timestamp ? q->timestamp : clock_now_us();
+  rc = storage_delete(e->st, &t, q->partition, q->scope, q->ck, q->cols,
+                      q->ncols, ts, clock_now_s());
+  return rc ? storage_failed(res, rc, "delete") : 0;
+}
+
+static int do_get(engine *e, const request *q, result *res) {
+  table_def t;
+  int rc = table_of(e, q, &t, res);
+  if (rc) return rc;
+  storage_query sq = {
+    .pk = q->partition, .has_start = 1, .start = q->ck, .has_end = 1,
+    .end = q->ck, .limit = 1, .cols = q->ncols ? q->cols : NULL,
+    .ncols = q->ncols,
+  };
+  int more = 0;
+  rc = storage_read(e->st, &t, &sq, clock_now_s(), res, &more);
+  return rc ? storage_failed(res, rc, "get") : 0;
+}
+
+static int do_slice(engine *e, const request *q, result *res) {
+  table_def t;
+  int rc = table_of(e, q, &t, res);
+  if (rc) return rc;
+  uint32_t limit = q->limit ? q->limit : e->max_slice_rows;
+  if (limit > e->max_slice_rows) limit = e->max_slice_rows;
+  storage_query sq = {
+    .pk = q->partition, .has_start = q->has_start, .start = q->start,
+    .has_end = q->has_end, .end = q->end, .limit = limit,
+    .cols = q->ncols ? q->cols : NULL, .ncols = q->ncols,
+  };
+  if (q->cursor.n) {
+    cbytes after;
+    if (engine_cursor_decode(q->cursor.p, q->cursor.n, &after))
+      return result_error(res, CELLAR_EBADCURSOR, "invalid paging cursor");
+    /* resume strictly after the cursor, unless the start bound is later */
+    int later = 1;
+    if (q->has_start) {
+      size_t m = after.n < q->start.n ? after.n : q->start.n;
+      int c = memcmp(after.p, q->start.p, m);
+      later = c > 0 || (c == 0 && after.n >= q->start.n);
+    }
+    if (later) {
+      sq.has_start = 1;
+      sq.start = after;
+      sq.start_exclusive = 1;
+    }
+  }
+  int more = 0;
+  rc = storage_read(e->st, &t, &sq, clock_now_s(), res, &more);
+  if (rc) return storage_failed(res, rc, "slice");
+  if (more && res->nrows > 0) {
+    const res_row *last = &res->rows[res->nrows - 1];
+    uint8_t buf[CELLAR_MAX_KEY_BYTES + 1];
+    size_t n = engine_cursor_encode(last->ck, last->nck, buf, sizeof buf);
+    if (result_set_cursor(res, buf, n))
+      return result_error(res, CELLAR_ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+static int do_schema(engine *e, const request *q, result *res) {
+  int rc = 0;
+  switch (q->type) {
+  case FRAME_CREATE_KEYSPACE:
+    rc = schema_create_keyspace(e->sc, &q->ks_def, q->if_not_exists);
+    if (rc == CELLAR_EEXISTS)
+      return result_error(res, rc, "keyspace %s already exists", q->ks_def.name);
+    break;
+  case FRAME_DROP_KEYSPACE:
+    rc = schema_drop_keyspace(e->sc, q->keyspace, q->if_exists);
+    if (rc == CELLAR_ENOKEYSPACE)
+      return result_error(res, rc, "unknown keyspace %s", q->keyspace);
+    break;
+  case FRAME_CREATE_TABLE: {
+    table_def t = q->table_def;
+    rc = schema_create_table(e->sc, &t, q->if_not_exists);
+    if (rc == CELLAR_EEXISTS)
+      return result_error(res, rc, "table %s.%s already exists", t.keyspace, t.name);
+    if (rc == CELLAR_ENOKEYSPACE)
+      return result_error(res, rc, "unknown keyspace %s", t.keyspace);
+    break;
+  }
+  case FRAME_DROP_TABLE:
+    rc = schema_drop_table(e->sc, q->keyspace, q->table, q->if_exists);
+    if (rc == CELLAR_ENOKEYSPACE)
+      return result_error(res, rc, "unknown keyspace %s", q->keyspace);
+    if (rc == CELLAR_ENOTABLE)
+      return result_error(res, rc, "unknown table %s.%s", q->keyspace, q->table);
+    break;
+  case FRAME_DESCRIBE:
+    rc = schema_list(e->sc, q->keyspace, &res->keyspaces, &res->nkeyspaces,
+                     &res->tables, &res->ntables);
+    if (rc == CELLAR_ENOKEYSPACE)
+      return result_error(res, rc, "unknown keyspace %s", q->keyspace);
+    break;
+  }
+  if (rc) return result_error(res, rc, "schema change failed: %s", cellar_strerror(rc));
+  return 0;
+}
+
+static int do_admin(engine *e, const request *q, result *res) {
+  int rc = 0;
+  const char *cmd = q->command ? q->command : "";
+  if (!strcmp(cmd, "info")) {
+    result_add_info(res, "node.id", "%s", e->node_id ? e->node_id : "");
+    result_add_info(res, "node.data_dir", "%s", e->data_dir ? e->data_dir : "");
+    result_add_info(res, "schema.version", "%016llx",
+                    (unsigned long long)schema_version(e->sc));
+    rc = storage_info(e->st, res);
+  } else if (!strcmp(cmd, "flush")) {
+    rc = storage_flush(e->st);
+  } else if (!strcmp(cmd, "compact")) {
+    rc = storage_compact(e->st);
+  } else if (!strcmp(cmd, "snapshot")) {
+    const char *name = q->argument ? q->argument : "";
+    if (schema_check_name(name))
+      return result_error(res, CELLAR_EBADNAME,
+                          "snapshot name '%s' must be 1..48 of [A-Za-z0-9_]", name);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/snapshots", e->data_dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+      return result_error(res, CELLAR_EIO, "cannot create %s: %s", dir, strerror(errno));
+    snprintf(dir, sizeof dir, "%s/snapshots/%s", e->data_dir, name);
+    struct stat sb;
+    if (stat(dir, &sb) == 0)
+      return result_error(res, CELLAR_EEXISTS, "snapshot %s already exists", name);
+    rc = storage_checkpoint(e->st, dir);
+    if (rc == 0) result_add_info(res, "snapshot.path", "%s", dir);
+  } else {
+    return result_error(res, CELLAR_EINVAL,
+                        "unknown admin command '%s' (info, flush, compact, snapshot)", cmd);
+  }
+  return rc ? storage_failed(res, rc, cmd) : 0;
+}
+
+int engine_execute(engine *e, const request *q, result *res) {
+  switch (q->type) {
+  case FRAME_PING: return 0;
+  case FRAME_PUT: return do_put(e, q, res);
+  case FRAME_GET: return do_get(e, q, res);
+  case FRAME_SLICE: return do_slice(e, q, res);
+  case FRAME_DELETE: return do_delete(e, q, res);
+  case FRAME_CREATE_KEYSPACE:
+  case FRAME_DROP_KEYSPACE:
+  case FRAME_CREATE_TABLE:
+  case FRAME_DROP_TABLE:
+  case FRAME_DESCRIBE: return do_schema(e, q, res);
+  case FRAME_ADMIN: return do_admin(e, q, res);
+  }
+  return result_error(res, CELLAR_EBADTYPE, "unknown message type %u", q->type);
+}

@@ -1,0 +1,53 @@
+/*
+** config: the node's settings, from a file of `key = value` lines and from
+** command-line flags (`--key value` or `--key=value`, same names, '-' and
+** '_' interchangeable). Flags override the file. Every setting is checked;
+** an unknown key or a bad value is refused with a message naming it.
+*/
+#ifndef CELLAR_CONFIG_H
+#define CELLAR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct config {
+  char listen_host[64];        /* listen = 127.0.0.1:7400 */
+  int listen_port;
+  char data_dir[512];          /* data_dir = ./data */
+  size_t cache_bytes;          /* cache_size = 64MiB */
+  size_t write_buffer_bytes;   /* write_buffer_size = 32MiB */
+  int sync_writes;             /* sync_writes = false */
+  uint32_t max_frame_bytes;    /* max_frame_size = 16MiB (2MiB..64MiB) */
+  int max_connections;         /* max_connections = 1024 */
+  size_t max_output_bytes;     /* max_connection_output = 64MiB */
+  int max_inflight;            /* max_inflight_per_connection = 1024 */
+  int workers;                 /* workers = 4 (storage threads) */
+  uint32_t max_slice_rows;     /* max_slice_rows = 1000 */
+  int log_level;               /* log_level = info */
+  char node_name[64];          /* node_name = (host id) */
+} config;
+
+void config_defaults(config *c);
+
+/* Applies one setting. Returns 0 or CELLAR_ECONFIG with a message in err. */
+int config_set(config *c, const char *key, const char *value, char *err,
+               size_t errlen);
+
+/* Reads a config file. 0 or CELLAR_ECONFIG (message names file and line). */
+int config_load_file(config *c, const char *path, char *err, size_t errlen);
+
+/*
+** Parses argv: `--config FILE` is read first, then every other flag is
+** applied in order. `--help` returns 1 (caller prints usage). Returns 0,
+** 1, or CELLAR_ECONFIG with a message.
+*/
+int config_parse_args(config *c, int argc, char **argv, char *err,
+                      size_t errlen);
+
+/* Parses "64MiB", "512k", "1g", "1048576" into bytes. 0 or -1. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* Usage text for --help (static). */
+const char *config_usage(void);
+
+#endif

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs, builds and runs every test of cellar:
+#   1. the normal build: every CUnit suite and every loopback test (ctest);
+#   2. the same suites built with AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. the libFuzzer target over the frame and message decoders, bounded in time.
+# Environment: FUZZ_SECONDS (default 60), SKIP_SANITIZE=1, SKIP_FUZZ=1.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=$(nproc)
+status=0
+
+echo "== build (RelWithDebInfo)"
+bash tools/build.sh build
+echo "== tests"
+ctest --test-dir build --output-on-failure -j1 || status=1
+
+if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== build (ASan + UBSan)"
+  bash tools/build.sh build-asan -DCELLAR_SANITIZE=ON
+  echo "== tests under ASan + UBSan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j1 || status=1
+fi
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz (libFuzzer, ${FUZZ_SECONDS:-60}s)"
+  CC=clang cmake -S . -B build-fuzz -DCELLAR_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build-fuzz --target fuzz_frame -j"$jobs"
+  rm -rf build-fuzz/corpus-run && mkdir -p build-fuzz/corpus-run
+  cp tests/fuzz/corpus/* build-fuzz/corpus-run/ 2>/dev/null || true
+  if build-fuzz/fuzz_frame -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
+       -artifact_prefix=build-fuzz/ build-fuzz/corpus-run 2>build-fuzz/fuzz.log; then
+    grep -E '^(Done|#[0-9]+ *DONE)' build-fuzz/fuzz.log | tail -1 || tail -2 build-fuzz/fuzz.log
+    echo "fuzz: no crash, leak or sanitizer report"
+  else
+    tail -40 build-fuzz/fuzz.log
+    echo "fuzz: FAILED (artifact in build-fuzz/)"
+    status=1
+  fi
+fi
+
+if [ $status -eq 0 ]; then echo "== all tests passed"; else echo "== SOME TESTS FAILED"; fi
+exit $status
