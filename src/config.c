@@ -24,6 +24,40 @@ void config_defaults(config *c) {
   c->workers = 4;
   c->max_slice_rows = 1000;
   c->log_level = LOG_INFO;
+  snprintf(c->cluster_name, sizeof c->cluster_name, "cellar");
+  snprintf(c->dc, sizeof c->dc, "dc1");
+  snprintf(c->rack, sizeof c->rack, "rack1");
+  c->num_tokens = 16;
+  c->phi_threshold = 8.0;
+  c->gossip_interval_ms = 1000;
+}
+
+void config_finish(config *c) {
+  if (c->peer_port == 0) {
+    snprintf(c->peer_host, sizeof c->peer_host, "%s", c->listen_host);
+    c->peer_port = c->listen_port < 65535 ? c->listen_port + 1 : c->listen_port - 1;
+  }
+}
+
+/* Checks HOST:PORT and splits it. 0 or -1. */
+static int split_addr(const char *value, char *host, size_t hostlen, int *port) {
+  const char *colon = strrchr(value, ':');
+  if (colon == NULL || colon == value || (size_t)(colon - value) >= hostlen) return -1;
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || p < 1 || p > 65535) return -1;
+  memcpy(host, value, (size_t)(colon - value));
+  host[colon - value] = '\0';
+  *port = (int)p;
+  return 0;
+}
+
+static int check_ident(const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n == 0 || n > max) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-') return -1;
+  return 0;
 }
 
 int config_parse_size(const char *s, uint64_t *out) {
@@ -131,6 +165,39 @@ int config_set(config *c, const char *key_in, const char *value, char *err,
     int l = log_parse_level(value);
     if (l < 0) return bad(err, errlen, key, value, "expected debug, info, warn or error");
     c->log_level = l;
+  } else if (!strcmp(key, "peer_listen")) {
+    if (split_addr(value, c->peer_host, sizeof c->peer_host, &c->peer_port))
+      return bad(err, errlen, key, value, "expected HOST:PORT with port 1..65535");
+  } else if (!strcmp(key, "seeds")) {
+    if (strlen(value) >= sizeof c->seeds) return bad(err, errlen, key, value, "too long");
+    char buf[512], host[64];
+    int port, nseeds = 0;
+    snprintf(buf, sizeof buf, "%s", value);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      if (split_addr(t, host, sizeof host, &port))
+        return bad(err, errlen, key, value, "expected HOST:PORT[,HOST:PORT...] (peer ports)");
+      nseeds++;
+    }
+    if (nseeds > 16) return bad(err, errlen, key, value, "at most 16 seeds");
+    snprintf(c->seeds, sizeof c->seeds, "%s", value);
+  } else if (!strcmp(key, "cluster_name")) {
+    if (check_ident(value, 63)) return bad(err, errlen, key, value, "1..63 of [A-Za-z0-9_-]");
+    snprintf(c->cluster_name, sizeof c->cluster_name, "%s", value);
+  } else if (!strcmp(key, "dc") || !strcmp(key, "rack")) {
+    if (check_ident(value, 48)) return bad(err, errlen, key, value, "1..48 of [A-Za-z0-9_-]");
+    snprintf(!strcmp(key, "dc") ? c->dc : c->rack, 49, "%s", value);
+  } else if (!strcmp(key, "num_tokens")) {
+    if (parse_int(value, 1, 256, &n)) return bad(err, errlen, key, value, "expected 1..256");
+    c->num_tokens = (int)n;
+  } else if (!strcmp(key, "phi_convict_threshold")) {
+    char *end;
+    double d = strtod(value, &end);
+    if (*end || !(d >= 1.0 && d <= 100.0)) return bad(err, errlen, key, value, "expected 1..100");
+    c->phi_threshold = d;
+  } else if (!strcmp(key, "gossip_interval")) {
+    if (parse_int(value, 10, 60000, &n)) return bad(err, errlen, key, value, "expected 10..60000 (ms)");
+    c->gossip_interval_ms = (int)n;
   } else if (!strcmp(key, "node_name")) {
     if (strlen(value) >= sizeof c->node_name) return bad(err, errlen, key, value, "at most 63 bytes");
     snprintf(c->node_name, sizeof c->node_name, "%s", value);
@@ -239,5 +306,13 @@ const char *config_usage(void) {
     "  workers N                        storage threads (4)\n"
     "  max_slice_rows N                 rows per slice page at most (1000)\n"
     "  log_level LEVEL                  debug|info|warn|error (info)\n"
-    "  node_name NAME                   name in logs (the host id)\n";
+    "  node_name NAME                   name in logs (the host id)\n"
+    "cluster:\n"
+    "  cluster_name NAME                nodes of other clusters are ignored (cellar)\n"
+    "  peer_listen HOST:PORT            node-to-node address (listen port + 1)\n"
+    "  seeds HOST:PORT,...              peer addresses of seed nodes (none: alone)\n"
+    "  dc NAME / rack NAME              placement of this node (dc1 / rack1)\n"
+    "  num_tokens N                     virtual nodes (16)\n"
+    "  phi_convict_threshold X          failure detector threshold (8)\n"
+    "  gossip_interval MS               (1000)\n";
 }

@@ -25,6 +25,16 @@ typedef struct config {
   uint32_t max_slice_rows;     /* max_slice_rows = 1000 */
   int log_level;               /* log_level = info */
   char node_name[64];          /* node_name = (host id) */
+  /* cluster */
+  char cluster_name[64];       /* cluster_name = cellar */
+  char peer_host[64];          /* peer_listen = <listen host>:<listen port + 1> */
+  int peer_port;               /* 0 until set: derived from listen */
+  char seeds[512];             /* seeds = host:port,... (peer addresses); "" = self */
+  char dc[49];                 /* dc = dc1 */
+  char rack[49];               /* rack = rack1 */
+  int num_tokens;              /* num_tokens = 16 */
+  double phi_threshold;        /* phi_convict_threshold = 8 */
+  int gossip_interval_ms;      /* gossip_interval = 1000 (ms) */
 } config;
 
 void config_defaults(config *c);
@@ -46,6 +56,9 @@ int config_parse_args(config *c, int argc, char **argv, char *err,
 
 /* Parses "64MiB", "512k", "1g", "1048576" into bytes. 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);
+
+/* Fills derived settings (peer port = listen port + 1 when unset). */
+void config_finish(config *c);
 
 /* Usage text for --help (static). */
 const char *config_usage(void);

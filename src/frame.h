@@ -43,7 +43,12 @@ enum frame_type {
   FRAME_SLICE = 9,
   FRAME_DELETE = 10,
   FRAME_ADMIN = 11,
-  FRAME_TYPE_END            /* one past the last known type */
+  FRAME_TYPE_END,           /* one past the last client type */
+  /* node-to-node, on the peer port only */
+  FRAME_PEER_FIRST = 32,
+  FRAME_GOSSIP = 32,        /* GossipMessage */
+  FRAME_SCHEMA_PULL = 33,   /* SchemaSync without records: send me yours */
+  FRAME_SCHEMA_PUSH = 34    /* SchemaSync with every schema record */
 };
 
 typedef struct frame_header {

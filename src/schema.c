@@ -9,6 +9,10 @@
 **      lock and copy the definition out.
 **   3. A table's id is random and never reused, so data keys (which start
 **      with the id) of a dropped table can never be read by a new table.
+**   4. A drop keeps a tombstone (dropped=1) in memory and on disk, with a
+**      modification time above the definition it replaces; lookups, lists
+**      and the version see live definitions only. Tombstones are what lets
+**      a drop spread to nodes that were down (schema_merge_record).
 **
 ** System CF keys:  "schema/ks/<ks>"  and  "schema/tb/<ks>/<table>".
 ** Values are text, one "key=value" per line, first line "v1"; unknown keys
@@ -156,7 +160,8 @@ uint8_t *schema_encode_keyspace(const keyspace_def *d, size_t *len) {
   char repl[1200];
   schema_format_replication(d, repl, sizeof repl);
   char *out = NULL;
-  int n = asprintf(&out, "v1\nname=%s\nreplication=%s\n", d->name, repl);
+  int n = asprintf(&out, "v1\nname=%s\nreplication=%s\nmodified=%lld\n%s", d->name,
+                   repl, (long long)d->modified, d->dropped ? "dropped=1\n" : "");
   if (n < 0) return NULL;
   *len = (size_t)n;
   return (uint8_t *)out;
@@ -165,9 +170,10 @@ uint8_t *schema_encode_keyspace(const keyspace_def *d, size_t *len) {
 uint8_t *schema_encode_table(const table_def *d, size_t *len) {
   char *out = NULL;
   int n = asprintf(&out, "v1\nkeyspace=%s\nname=%s\nid=%016llx\npolicy=%s\n"
-                   "gc_grace=%u\ndefault_ttl=%u\n", d->keyspace, d->name,
+                   "gc_grace=%u\ndefault_ttl=%u\nmodified=%lld\n%s", d->keyspace, d->name,
                    (unsigned long long)d->id, schema_policy_name(d->policy),
-                   d->gc_grace, d->default_ttl);
+                   d->gc_grace, d->default_ttl, (long long)d->modified,
+                   d->dropped ? "dropped=1\n" : "");
   if (n < 0) return NULL;
   *len = (size_t)n;
   return (uint8_t *)out;
@@ -200,6 +206,10 @@ static int ks_field(void *arg, const char *k, const char *v) {
     snprintf(d->name, sizeof d->name, "%s", v);
   } else if (!strcmp(k, "replication")) {
     if (schema_parse_replication(v, d, err, sizeof err)) return CELLAR_EPROTO;
+  } else if (!strcmp(k, "modified")) {
+    d->modified = strtoll(v, NULL, 10);
+  } else if (!strcmp(k, "dropped")) {
+    d->dropped = !strcmp(v, "1");
   }
   return 0;
 }
@@ -228,6 +238,10 @@ static int tb_field(void *arg, const char *k, const char *v) {
   } else if (!strcmp(k, "default_ttl")) {
     d->default_ttl = (uint32_t)strtoul(v, &end, 10);
     if (*end) return CELLAR_EPROTO;
+  } else if (!strcmp(k, "modified")) {
+    d->modified = strtoll(v, NULL, 10);
+  } else if (!strcmp(k, "dropped")) {
+    d->dropped = !strcmp(v, "1");
   }
   return 0;
 }
@@ -255,12 +269,18 @@ static void do_recompute_version(schema *s) {
   uint64_t v = 0;
   size_t n;
   for (size_t i = 0; i < s->nks; i++) {
-    uint8_t *e = schema_encode_keyspace(&s->ks[i], &n);
+    if (s->ks[i].dropped) continue;
+    keyspace_def k = s->ks[i];
+    k.modified = 0;   /* the same definition made at two times is the same */
+    uint8_t *e = schema_encode_keyspace(&k, &n);
     if (e) v += fnv(0xcbf29ce484222325ull, e, n);
     free(e);
   }
   for (size_t i = 0; i < s->ntb; i++) {
-    uint8_t *e = schema_encode_table(&s->tb[i], &n);
+    if (s->tb[i].dropped) continue;
+    table_def t = s->tb[i];
+    t.modified = 0;
+    uint8_t *e = schema_encode_table(&t, &n);
     if (e) v += fnv(0xcbf29ce484222325ull, e, n);
     free(e);
   }
@@ -291,17 +311,34 @@ static int do_add_tb(schema *s, const table_def *d) {
   return 0;
 }
 
-static keyspace_def *do_find_ks(schema *s, const char *name) {
+/* Any record of that name, live or tombstone. */
+static keyspace_def *do_find_ks_any(schema *s, const char *name) {
   for (size_t i = 0; i < s->nks; i++)
     if (!strcmp(s->ks[i].name, name)) return &s->ks[i];
   return NULL;
 }
 
-static table_def *do_find_tb(schema *s, const char *ks, const char *name) {
+static keyspace_def *do_find_ks(schema *s, const char *name) {
+  keyspace_def *k = do_find_ks_any(s, name);
+  return k && !k->dropped ? k : NULL;
+}
+
+static table_def *do_find_tb_any(schema *s, const char *ks, const char *name) {
   for (size_t i = 0; i < s->ntb; i++)
     if (!strcmp(s->tb[i].keyspace, ks) && !strcmp(s->tb[i].name, name))
       return &s->tb[i];
   return NULL;
+}
+
+static table_def *do_find_tb(schema *s, const char *ks, const char *name) {
+  table_def *t = do_find_tb_any(s, ks, name);
+  return t && !t->dropped ? t : NULL;
+}
+
+/* A modification time after now and after the record it replaces. */
+static int64_t next_modified(int64_t previous) {
+  int64_t now = clock_now_us();
+  return now > previous ? now : previous + 1;
 }
 
 static int load_ks(void *arg, const uint8_t *k, size_t nk, const uint8_t *v,
@@ -366,8 +403,12 @@ int schema_create_keyspace(schema *s, const keyspace_def *def, int if_not_exists
     rc = if_not_exists ? 0 : CELLAR_EEXISTS;
     goto out;
   }
+  keyspace_def *tomb = do_find_ks_any(s, def->name);
+  keyspace_def d = *def;
+  d.dropped = 0;
+  d.modified = next_modified(tomb ? tomb->modified : 0);
   size_t n;
-  uint8_t *enc = schema_encode_keyspace(def, &n);
+  uint8_t *enc = schema_encode_keyspace(&d, &n);
   if (enc == NULL) {
     rc = CELLAR_ENOMEM;
     goto out;
@@ -376,7 +417,10 @@ int schema_create_keyspace(schema *s, const keyspace_def *def, int if_not_exists
   int nk = ks_key(key, sizeof key, def->name);
   rc = storage_system_put(s->st, key, (size_t)nk, enc, n);
   free(enc);
-  if (rc == 0) rc = do_add_ks(s, def);
+  if (rc == 0) {
+    if (tomb) *tomb = d;
+    else rc = do_add_ks(s, &d);
+  }
   if (rc == 0) {
     do_recompute_version(s);
     log_info("schema: created keyspace %s", def->name);
@@ -386,14 +430,21 @@ out:
   return rc;
 }
 
-/* Caller holds the write lock. Removes table i: record, data, memory. */
+/* Caller holds the write lock. Turns table i into a tombstone (record and
+** memory) and removes its data. */
 static int do_drop_table(schema *s, size_t i) {
   table_def t = s->tb[i];
+  t.dropped = 1;
+  t.modified = next_modified(t.modified);
+  size_t n;
+  uint8_t *enc = schema_encode_table(&t, &n);
+  if (enc == NULL) return CELLAR_ENOMEM;
   char key[128];
   int nk = tb_key(key, sizeof key, t.keyspace, t.name);
-  int rc = storage_system_delete(s->st, key, (size_t)nk);
+  int rc = storage_system_put(s->st, key, (size_t)nk, enc, n);
+  free(enc);
   if (rc) return rc;
-  s->tb[i] = s->tb[--s->ntb];
+  s->tb[i] = t;
   rc = storage_drop_table(s->st, t.id);
   if (rc) log_error("schema: dropped %s.%s but its data was not removed", t.keyspace, t.name);
   log_info("schema: dropped table %s.%s", t.keyspace, t.name);
@@ -408,16 +459,24 @@ int schema_drop_keyspace(schema *s, const char *name, int if_exists) {
     rc = if_exists ? 0 : CELLAR_ENOKEYSPACE;
     goto out;
   }
-  for (size_t i = 0; i < s->ntb && rc == 0;) {
-    if (!strcmp(s->tb[i].keyspace, name)) rc = do_drop_table(s, i);
-    else i++;
-  }
+  for (size_t i = 0; i < s->ntb && rc == 0; i++)
+    if (!s->tb[i].dropped && !strcmp(s->tb[i].keyspace, name)) rc = do_drop_table(s, i);
   if (rc) goto out;
+  keyspace_def d = *k;
+  d.dropped = 1;
+  d.modified = next_modified(d.modified);
+  size_t n;
+  uint8_t *enc = schema_encode_keyspace(&d, &n);
+  if (enc == NULL) {
+    rc = CELLAR_ENOMEM;
+    goto out;
+  }
   char key[128];
   int nk = ks_key(key, sizeof key, name);
-  rc = storage_system_delete(s->st, key, (size_t)nk);
+  rc = storage_system_put(s->st, key, (size_t)nk, enc, n);
+  free(enc);
   if (rc == 0) {
-    *k = s->ks[--s->nks];
+    *k = d;
     do_recompute_version(s);
     log_info("schema: dropped keyspace %s", name);
   }
@@ -444,6 +503,9 @@ int schema_create_table(schema *s, table_def *def, int if_not_exists) {
   do {
     def->id = clock_random64();
   } while (def->id == 0);
+  table_def *tomb = do_find_tb_any(s, def->keyspace, def->name);
+  def->dropped = 0;
+  def->modified = next_modified(tomb ? tomb->modified : 0);
   size_t n;
   uint8_t *enc = schema_encode_table(def, &n);
   if (enc == NULL) {
@@ -454,7 +516,10 @@ int schema_create_table(schema *s, table_def *def, int if_not_exists) {
   int nk = tb_key(key, sizeof key, def->keyspace, def->name);
   rc = storage_system_put(s->st, key, (size_t)nk, enc, n);
   free(enc);
-  if (rc == 0) rc = do_add_tb(s, def);
+  if (rc == 0) {
+    if (tomb) *tomb = *def;
+    else rc = do_add_tb(s, def);
+  }
   if (rc == 0) {
     do_recompute_version(s);
     log_info("schema: created table %s.%s id=%016llx policy=%s", def->keyspace,
@@ -507,7 +572,7 @@ int schema_gc_grace_by_id(schema *s, uint64_t id, uint32_t *gc_grace) {
   pthread_rwlock_rdlock(&s->lock);
   int rc = CELLAR_ENOTABLE;
   for (size_t i = 0; i < s->ntb; i++)
-    if (s->tb[i].id == id) {
+    if (s->tb[i].id == id && !s->tb[i].dropped) {
       *gc_grace = s->tb[i].gc_grace;
       rc = 0;
       break;
@@ -538,9 +603,11 @@ int schema_list(schema *s, const char *ks, keyspace_def **kss, size_t *nks,
     goto out;
   }
   for (size_t i = 0; i < s->nks; i++)
-    if (!ks || !*ks || !strcmp(s->ks[i].name, ks)) (*kss)[(*nks)++] = s->ks[i];
+    if (!s->ks[i].dropped && (!ks || !*ks || !strcmp(s->ks[i].name, ks)))
+      (*kss)[(*nks)++] = s->ks[i];
   for (size_t i = 0; i < s->ntb; i++)
-    if (!ks || !*ks || !strcmp(s->tb[i].keyspace, ks)) (*tables)[(*ntables)++] = s->tb[i];
+    if (!s->tb[i].dropped && (!ks || !*ks || !strcmp(s->tb[i].keyspace, ks)))
+      (*tables)[(*ntables)++] = s->tb[i];
 out:
   pthread_rwlock_unlock(&s->lock);
   return rc;
@@ -551,4 +618,84 @@ uint64_t schema_version(schema *s) {
   uint64_t v = s->version;
   pthread_rwlock_unlock(&s->lock);
   return v;
+}
+
+/* ------------------------------------------------------ agreement */
+
+int schema_export(schema *s, int (*cb)(void *arg, const uint8_t *k, size_t nk,
+                                       const uint8_t *v, size_t nv),
+                  void *arg) {
+  pthread_rwlock_rdlock(&s->lock);
+  int rc = storage_system_scan(s->st, "schema/", 7, cb, arg);
+  pthread_rwlock_unlock(&s->lock);
+  return rc;
+}
+
+/* Is a (the incoming record) newer than b (ours)? */
+static int ks_newer(const keyspace_def *a, const keyspace_def *b) {
+  if (a->modified != b->modified) return a->modified > b->modified;
+  return a->dropped > b->dropped;
+}
+
+static int tb_newer(const table_def *a, const table_def *b) {
+  if (a->modified != b->modified) return a->modified > b->modified;
+  if (a->id != b->id) return a->id > b->id;
+  return a->dropped > b->dropped;
+}
+
+int schema_merge_record(schema *s, const uint8_t *k, size_t nk,
+                        const uint8_t *v, size_t nv, int *changed) {
+  if (changed) *changed = 0;
+  char key[160];
+  int rc = 0;
+  if (nk > 10 && !memcmp(k, "schema/ks/", 10)) {
+    keyspace_def d;
+    if (schema_decode_keyspace(v, nv, &d)) return CELLAR_EPROTO;
+    int n = ks_key(key, sizeof key, d.name);
+    if ((size_t)n != nk || memcmp(key, k, nk)) return CELLAR_EPROTO;
+    pthread_rwlock_wrlock(&s->lock);
+    keyspace_def *mine = do_find_ks_any(s, d.name);
+    if (mine == NULL || ks_newer(&d, mine)) {
+      rc = storage_system_put(s->st, key, (size_t)n, v, nv);
+      if (rc == 0) {
+        if (mine) *mine = d;
+        else rc = do_add_ks(s, &d);
+      }
+      if (rc == 0) {
+        do_recompute_version(s);
+        if (changed) *changed = 1;
+        log_info("schema: %s keyspace %s from a peer", d.dropped ? "dropped" : "took",
+                 d.name);
+      }
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+  }
+  if (nk > 10 && !memcmp(k, "schema/tb/", 10)) {
+    table_def d;
+    if (schema_decode_table(v, nv, &d)) return CELLAR_EPROTO;
+    int n = tb_key(key, sizeof key, d.keyspace, d.name);
+    if ((size_t)n != nk || memcmp(key, k, nk)) return CELLAR_EPROTO;
+    pthread_rwlock_wrlock(&s->lock);
+    table_def *mine = do_find_tb_any(s, d.keyspace, d.name);
+    if (mine == NULL || tb_newer(&d, mine)) {
+      uint64_t old_id = mine && !mine->dropped ? mine->id : 0;
+      rc = storage_system_put(s->st, key, (size_t)n, v, nv);
+      if (rc == 0) {
+        if (mine) *mine = d;
+        else rc = do_add_tb(s, &d);
+      }
+      if (rc == 0) {
+        /* the data of a table that lost (dropped, or replaced) goes */
+        if (old_id && (d.dropped || d.id != old_id)) storage_drop_table(s->st, old_id);
+        do_recompute_version(s);
+        if (changed) *changed = 1;
+        log_info("schema: %s table %s.%s from a peer", d.dropped ? "dropped" : "took",
+                 d.keyspace, d.name);
+      }
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+  }
+  return CELLAR_EPROTO;
 }

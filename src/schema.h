@@ -34,6 +34,8 @@ typedef struct keyspace_def {
     char name[SCHEMA_NAME_MAX + 1];
     uint32_t rf;
   } dcs[SCHEMA_DC_MAX];
+  int64_t modified;            /* µs, set by the schema; newest wins on merge */
+  int dropped;                 /* a tombstone (kept so a drop spreads) */
 } keyspace_def;
 
 typedef enum conflict_policy {
@@ -48,6 +50,8 @@ typedef struct table_def {
   conflict_policy policy;
   uint32_t gc_grace;           /* seconds */
   uint32_t default_ttl;        /* seconds, 0 = none */
+  int64_t modified;            /* µs, set by the schema; newest wins on merge */
+  int dropped;                 /* a tombstone (kept so a drop spreads) */
 } table_def;
 
 /* Names: 1..48 bytes of [A-Za-z0-9_], not starting with a digit.
@@ -101,7 +105,25 @@ int schema_gc_grace_by_id(schema *s, uint64_t id, uint32_t *gc_grace);
 int schema_list(schema *s, const char *ks, keyspace_def **kss, size_t *nks,
                 table_def **tables, size_t *ntables);
 
-/* A digest of the whole catalogue, changes whenever it changes. */
+/* A digest of the live definitions, changes whenever they change: two
+** nodes with the same version have the same schema. */
 uint64_t schema_version(schema *s);
+
+/*
+** Schema agreement between nodes. Every definition carries a modification
+** time and a drop leaves a tombstone record, so merging is "newest record
+** wins" per name (ties: the higher table id, then the tombstone):
+** commutative, idempotent, and a drop is never undone by an older create.
+** schema_export calls cb with every record (live and tombstones), in key
+** order, bytes borrowed for the call. schema_merge_record applies a record
+** from another node if it is newer than ours (persisting it, dropping a
+** table's data when its tombstone wins); *changed (may be NULL) tells.
+** Both block on storage: worker threads only.
+*/
+int schema_export(schema *s, int (*cb)(void *arg, const uint8_t *k, size_t nk,
+                                       const uint8_t *v, size_t nv),
+                  void *arg);
+int schema_merge_record(schema *s, const uint8_t *k, size_t nk,
+                        const uint8_t *v, size_t nv, int *changed);
 
 #endif

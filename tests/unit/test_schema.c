@@ -184,12 +184,99 @@ static void test_catalogue_persists(void) {
   free(dir);
 }
 
+typedef struct merge_ctx {
+  schema *into;
+  int applied;
+} merge_ctx;
+
+static int merge_cb(void *arg, const uint8_t *k, size_t nk, const uint8_t *v, size_t nv) {
+  merge_ctx *m = arg;
+  int changed = 0;
+  CU_ASSERT_EQUAL(schema_merge_record(m->into, k, nk, v, nv, &changed), 0);
+  m->applied += changed;
+  return 0;
+}
+
+/* a -> b: b takes every newer record of a; returns how many changed b */
+static int sync_into(schema *a, schema *b) {
+  merge_ctx m = {b, 0};
+  CU_ASSERT_EQUAL(schema_export(a, merge_cb, &m), 0);
+  return m.applied;
+}
+
+static void test_merge_spreads_creates_and_drops(void) {
+  char *da = testutil_tmpdir("schema-a"), *db = testutil_tmpdir("schema-b");
+  storage *sa = open_st(da), *sb = open_st(db);
+  schema *a, *b;
+  CU_ASSERT_EQUAL_FATAL(schema_open(sa, &a), 0);
+  CU_ASSERT_EQUAL_FATAL(schema_open(sb, &b), 0);
+  keyspace_def k;
+  char err[128];
+  memset(&k, 0, sizeof k);
+  strcpy(k.name, "shop");
+  schema_parse_replication("SimpleStrategy:3", &k, err, sizeof err);
+  CU_ASSERT_EQUAL(schema_create_keyspace(a, &k, 0), 0);
+  table_def t = {.policy = POLICY_SIBLINGS, .gc_grace = 10};
+  strcpy(t.keyspace, "shop");
+  strcpy(t.name, "items");
+  CU_ASSERT_EQUAL(schema_create_table(a, &t, 0), 0);
+  CU_ASSERT_NOT_EQUAL(schema_version(a), schema_version(b));
+  CU_ASSERT_EQUAL(sync_into(a, b), 2);
+  CU_ASSERT_EQUAL(schema_version(a), schema_version(b));
+  CU_ASSERT_EQUAL(sync_into(a, b), 0);   /* idempotent */
+  CU_ASSERT_EQUAL(sync_into(b, a), 0);
+  table_def got;
+  CU_ASSERT_EQUAL(schema_get_table(b, "shop", "items", &got), 0);
+  CU_ASSERT_EQUAL(got.id, t.id);
+
+  /* a drop on b spreads to a; a's older create does not bring it back */
+  CU_ASSERT_EQUAL(schema_drop_table(b, "shop", "items", 0), 0);
+  CU_ASSERT_EQUAL(sync_into(a, b), 0);
+  CU_ASSERT_EQUAL(schema_get_table(b, "shop", "items", &got), CELLAR_ENOTABLE);
+  CU_ASSERT_EQUAL(sync_into(b, a), 1);
+  CU_ASSERT_EQUAL(schema_get_table(a, "shop", "items", &got), CELLAR_ENOTABLE);
+  CU_ASSERT_EQUAL(schema_version(a), schema_version(b));
+
+  /* created again on a, later: the new table wins on b */
+  t.id = 0;
+  CU_ASSERT_EQUAL(schema_create_table(a, &t, 0), 0);
+  CU_ASSERT_EQUAL(sync_into(a, b), 1);
+  CU_ASSERT_EQUAL(schema_get_table(b, "shop", "items", &got), 0);
+  CU_ASSERT_EQUAL(got.id, t.id);
+  /* a keyspace drop takes its tables everywhere, and survives a restart */
+  CU_ASSERT_EQUAL(schema_drop_keyspace(a, "shop", 0), 0);
+  CU_ASSERT_EQUAL(sync_into(a, b), 2);
+  CU_ASSERT_EQUAL(schema_get_keyspace(b, "shop", &k), CELLAR_ENOKEYSPACE);
+  uint64_t vb = schema_version(b);
+  schema_free(b);
+  storage_close(sb);
+  sb = open_st(db);
+  CU_ASSERT_EQUAL_FATAL(schema_open(sb, &b), 0);
+  CU_ASSERT_EQUAL(schema_version(b), vb);
+  CU_ASSERT_EQUAL(schema_get_keyspace(b, "shop", &k), CELLAR_ENOKEYSPACE);
+  CU_ASSERT_EQUAL(sync_into(a, b), 0);
+  /* garbage records are refused */
+  CU_ASSERT_EQUAL(schema_merge_record(b, (const uint8_t *)"schema/tb/x/y", 13,
+                                      (const uint8_t *)"junk", 4, NULL), CELLAR_EPROTO);
+  CU_ASSERT_EQUAL(schema_merge_record(b, (const uint8_t *)"other", 5,
+                                      (const uint8_t *)"v1\n", 3, NULL), CELLAR_EPROTO);
+  schema_free(a);
+  schema_free(b);
+  storage_close(sa);
+  storage_close(sb);
+  testutil_rmrf(da);
+  testutil_rmrf(db);
+  free(da);
+  free(db);
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"names", test_names},
     {"replication_specs", test_replication_specs},
     {"record_round_trip", test_record_round_trip},
     {"catalogue_persists", test_catalogue_persists},
+    {"merge_spreads_creates_and_drops", test_merge_spreads_creates_and_drops},
     {NULL, NULL}};
   return testutil_run("schema", cases, argc, argv);
 }

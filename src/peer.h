@@ -1,0 +1,55 @@
+/*
+** peer: node-to-node messaging on the libuv loop, with the same 16-byte
+** frames as the client protocol (src/frame.h) on the node's peer port.
+**
+** The model is "send to an address": peer_send() queues a frame for the
+** node at host:port over this node's one outbound connection to it
+** (opened on first use, re-opened after a failure). Inbound connections
+** are only read. A message that needs an answer carries the sender's peer
+** address, and the answer travels over the answerer's own outbound
+** connection. Sends are best effort: when a connection fails, its queued
+** frames are dropped (gossip and every later protocol on top tolerate
+** loss; they retry).
+**
+** Everything runs on the loop thread.
+*/
+#ifndef CELLAR_PEER_H
+#define CELLAR_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "frame.h"
+
+typedef struct peer peer;
+
+/* Called on the loop thread for each inbound frame. payload: borrowed,
+** valid during the call. */
+typedef void (*peer_handler)(void *arg, const frame_header *h,
+                             const uint8_t *payload);
+
+/* loop borrowed. *out: caller frees with peer_free() after peer_close's
+** callback ran. */
+int peer_new(uv_loop_t *loop, uint32_t max_frame, size_t max_queue_bytes,
+             peer_handler fn, void *arg, peer **out);
+
+/* Listens on host:port. 0 or CELLAR_EIO (logged). */
+int peer_listen(peer *p, const char *host, int port);
+
+/* Queues one frame (header + payload, copied) to addr "host:port".
+** 0, CELLAR_EINVAL (bad address), CELLAR_EOVERLOAD (queue for that
+** address is full: the frame is dropped). */
+int peer_send(peer *p, const char *addr, unsigned type, uint32_t id,
+              const uint8_t *payload, size_t len);
+
+/* Closes every handle; done(arg) runs on the loop once all are closed. */
+void peer_close(peer *p, void (*done)(void *), void *arg);
+void peer_free(peer *p);
+
+typedef struct peer_stats {
+  uint64_t frames_sent, frames_received, frames_dropped;
+  uint64_t connects, connect_failures;
+} peer_stats;
+void peer_get_stats(const peer *p, peer_stats *out);
+
+#endif
