@@ -13,6 +13,7 @@
 #include <uv.h>
 #include "cellar/cellar.h"
 #include "clock.h"
+#include "cluster.h"
 #include "config.h"
 #include "engine.h"
 #include "log.h"
@@ -23,8 +24,10 @@
 typedef struct node {
   uv_loop_t *loop;
   server *srv;
+  cluster *cl;
   uv_signal_t sigterm, sigint;
   int stopping;
+  int exit_code;
 } node;
 
 static int mkdir_p(const char *path) {
@@ -91,18 +94,38 @@ static void close_handle(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static void drained(void *arg) {
+static void cluster_stopped(void *arg) {
   node *n = arg;
   log_info("cellard: drained, closing");
   uv_walk(n->loop, close_handle, NULL);
 }
 
+static void drained(void *arg) {
+  node *n = arg;
+  if (n->cl) cluster_stop(n->cl, cluster_stopped, n);
+  else cluster_stopped(n);
+}
+
+static void stop_node(node *n) {
+  if (n->stopping) return;
+  n->stopping = 1;
+  server_drain(n->srv, drained, n);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   node *n = h->data;
   if (n->stopping) return;
-  n->stopping = 1;
   log_info("cellard: %s received, draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-  server_drain(n->srv, drained, n);
+  stop_node(n);
+}
+
+/* The cluster found a reason this node must not run (loop thread). */
+static void on_fatal(void *arg, const char *msg) {
+  node *n = arg;
+  log_error("cellard: %s", msg);
+  fprintf(stderr, "cellard: %s\n", msg);
+  n->exit_code = 1;
+  stop_node(n);
 }
 
 int main(int argc, char **argv) {
@@ -167,13 +190,28 @@ int main(int argc, char **argv) {
   engine eng = {.st = st, .sc = sc, .node_id = id.host_id,
                 .data_dir = cfg.data_dir, .max_slice_rows = cfg.max_slice_rows};
   node n = {.loop = uv_default_loop()};
+  config_finish(&cfg);
+  cluster_options co = {.loop = n.loop, .cfg = &cfg, .st = st, .sc = sc,
+                        .host_id = id.host_id, .generation = id.generation,
+                        .fatal = on_fatal, .fatal_arg = &n};
+  rc = cluster_new(&co, &n.cl);
+  if (rc) {
+    fprintf(stderr, "cellard: cannot set up the cluster state: %s\n", cellar_strerror(rc));
+    schema_free(sc);
+    storage_close(st);
+    return 1;
+  }
+  eng.cl = n.cl;
   rc = server_new(n.loop, &cfg, &eng, &n.srv);
   if (rc == 0) rc = server_start(n.srv);
+  if (rc == 0) rc = cluster_start(n.cl);
   if (rc) {
-    fprintf(stderr, "cellard: cannot listen on %s:%d\n", cfg.listen_host, cfg.listen_port);
+    fprintf(stderr, "cellard: cannot listen on %s:%d (clients) or %s:%d (peers)\n",
+            cfg.listen_host, cfg.listen_port, cfg.peer_host, cfg.peer_port);
     uv_walk(n.loop, close_handle, NULL);
     uv_run(n.loop, UV_RUN_DEFAULT);
     server_free(n.srv);
+    cluster_free(n.cl);
     schema_free(sc);
     storage_close(st);
     return 1;
@@ -188,10 +226,11 @@ int main(int argc, char **argv) {
   uv_run(n.loop, UV_RUN_DEFAULT);
 
   server_free(n.srv);
+  cluster_free(n.cl);
   schema_free(sc);
   storage_close(st);
   rc = uv_loop_close(n.loop);
   if (rc) log_warn("cellard: loop closed with handles open: %s", uv_strerror(rc));
   log_info("cellard: stopped");
-  return 0;
+  return n.exit_code;
 }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include "cellar/cellar.h"
 #include "clock.h"
+#include "cluster.h"
 #include "engine.h"
 #include "frame.h"
 #include "log.h"
@@ -164,6 +165,7 @@ static int do_schema(engine *e, const request *q, result *res) {
     break;
   }
   if (rc) return result_error(res, rc, "schema change failed: %s", cellar_strerror(rc));
+  if (q->type != FRAME_DESCRIBE) cluster_schema_changed(e->cl);
   return 0;
 }
 
@@ -176,6 +178,44 @@ static int do_admin(engine *e, const request *q, result *res) {
     result_add_info(res, "schema.version", "%016llx",
                     (unsigned long long)schema_version(e->sc));
     rc = storage_info(e->st, res);
+  } else if (!strcmp(cmd, "status") || !strcmp(cmd, "getendpoints") ||
+             !strcmp(cmd, "ring")) {
+    if (e->cl == NULL)
+      return result_error(res, CELLAR_EINVAL, "this node runs without a cluster");
+    if (!strcmp(cmd, "ring")) return cluster_view_ring(e->cl, res);
+    /* status [KS]; getendpoints KS TABLE KEY (argument: "KS\0TABLE\0KEY"
+    ** is awkward in a string, so the key is everything after the second
+    ** space) */
+    const char *arg = q->argument ? q->argument : "";
+    char ks[SCHEMA_NAME_MAX + 1] = "", tb[SCHEMA_NAME_MAX + 1] = "";
+    const char *key = NULL;
+    if (*arg) {
+      const char *sp = strchr(arg, ' ');
+      size_t n = sp ? (size_t)(sp - arg) : strlen(arg);
+      if (n > SCHEMA_NAME_MAX)
+        return result_error(res, CELLAR_EBADNAME, "keyspace name too long");
+      memcpy(ks, arg, n);
+      ks[n] = '\0';
+      if (sp) {
+        const char *sp2 = strchr(sp + 1, ' ');
+        size_t m = sp2 ? (size_t)(sp2 - sp - 1) : strlen(sp + 1);
+        if (m > SCHEMA_NAME_MAX)
+          return result_error(res, CELLAR_EBADNAME, "table name too long");
+        memcpy(tb, sp + 1, m);
+        tb[m] = '\0';
+        key = sp2 ? sp2 + 1 : NULL;
+      }
+    }
+    keyspace_def kd;
+    if (*ks && schema_get_keyspace(e->sc, ks, &kd) != 0)
+      return result_error(res, CELLAR_ENOKEYSPACE, "unknown keyspace %s", ks);
+    if (!strcmp(cmd, "status")) return cluster_view_status(e->cl, *ks ? &kd : NULL, res);
+    if (!*ks || !*tb || key == NULL)
+      return result_error(res, CELLAR_EINVAL, "getendpoints needs KEYSPACE TABLE KEY");
+    table_def td;
+    if (schema_get_table(e->sc, ks, tb, &td) != 0)
+      return result_error(res, CELLAR_ENOTABLE, "unknown table %s.%s", ks, tb);
+    return cluster_view_endpoints(e->cl, &kd, key, strlen(key), res);
   } else if (!strcmp(cmd, "flush")) {
     rc = storage_flush(e->st);
   } else if (!strcmp(cmd, "compact")) {
@@ -197,7 +237,8 @@ static int do_admin(engine *e, const request *q, result *res) {
     if (rc == 0) result_add_info(res, "snapshot.path", "%s", dir);
   } else {
     return result_error(res, CELLAR_EINVAL,
-                        "unknown admin command '%s' (info, flush, compact, snapshot)", cmd);
+                        "unknown admin command '%s' (info, status, ring, getendpoints, "
+                        "flush, compact, snapshot)", cmd);
   }
   return rc ? storage_failed(res, rc, cmd) : 0;
 }

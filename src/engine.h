@@ -11,12 +11,15 @@
 #include "schema.h"
 #include "storage.h"
 
+typedef struct cluster cluster;
+
 typedef struct engine {
   storage *st;                 /* borrowed */
   schema *sc;                  /* borrowed */
   const char *node_id;         /* borrowed, for info */
   const char *data_dir;        /* borrowed, snapshots go under it */
   uint32_t max_slice_rows;     /* cap on a slice page, default 1000 */
+  cluster *cl;                 /* borrowed; NULL without a cluster (tests) */
 } engine;
 
 /* Executes req; the outcome (rows or error) is in res, its code returned. */

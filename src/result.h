@@ -32,6 +32,22 @@ typedef struct res_info {
   char *key, *value;     /* owned by the result's arena */
 } res_info;
 
+/* One member of the cluster as a node sees it (ADMIN status, endpoints). */
+typedef struct res_member {
+  char host_id[40];
+  char address[72];            /* client address */
+  char peer_address[72];
+  char dc[49], rack[49];
+  char status[24];             /* joining | normal | leaving | left */
+  int up;
+  uint64_t load;               /* bytes */
+  uint32_t tokens;
+  double owns;                 /* 0..1 */
+  uint64_t generation;
+  double phi;
+  char schema[24];
+} res_member;
+
 typedef struct arena_block arena_block;
 
 typedef struct result {
@@ -47,6 +63,8 @@ typedef struct result {
   table_def *tables;        /* malloc'd array */
   size_t ninfo, capinfo;
   res_info *info;
+  size_t nmembers;
+  res_member *members;      /* malloc'd array */
   arena_block *arena;
 } result;
 

@@ -187,7 +187,10 @@ static void work_done(uv_work_t *w, int status) {
     if (j->req && j->req->type != FRAME_PING) c->srv->stats.requests++;
     if (j->req) wire_request_free(j->req);
     if (j->out == NULL) continue;
-    if (bufs == NULL || c->state == CONN_CLOSING) {
+    /* a closing connection still gets the answers of what it sent (a
+    ** drain answers every request it read); conn_send drops them if the
+    ** socket is gone */
+    if (bufs == NULL) {
       free(j->out);
       continue;
     }

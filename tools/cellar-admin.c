@@ -1,1 +1,408 @@
-/* placeholder: being written */
+/*
+** cellar-admin: operations on a cellar node, like Cassandra's nodetool.
+**
+**   cellar-admin token [--hex] KEY        token of a partition key (offline)
+**   cellar-admin [-h HOST:PORT] info      the node's ADMIN "info" map
+**   cellar-admin [-h HOST:PORT] describe [KS]   keyspaces and tables
+**   cellar-admin [-h HOST:PORT] compact | flush | snapshot NAME
+**
+** Options may come before or after the command; --json prints one JSON
+** object on stdout instead of text. Exit status: 0 done, 1 failed (the
+** message on stderr names what), 2 usage error.
+** Gossip-based commands (status, ring, getendpoints, repair, ...) come with
+** the membership work.
+*/
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include "cellar/cellar.h"
+#include "token.h"
+
+#define DEFAULT_HOST "127.0.0.1:7400"
+
+static void usage(FILE *f) {
+  fprintf(f,
+    "usage: cellar-admin [-h HOST:PORT] [--json] COMMAND [ARGS]\n"
+    "commands:\n"
+    "  token [--hex] KEY   Murmur3 token of a partition key (no node needed;\n"
+    "                      --hex: KEY is given in hexadecimal)\n"
+    "  info                node information\n"
+    "  describe [KS]       keyspaces and tables (all, or keyspace KS)\n"
+    "  compact             compact the node's storage\n"
+    "  flush               flush memtables to disk\n"
+    "  snapshot NAME       take a snapshot (RocksDB checkpoint) named NAME\n"
+    "options:\n"
+    "  -h, --host HOST:PORT  node to talk to (default " DEFAULT_HOST ")\n"
+    "  --timeout MS          request timeout (default 60000)\n"
+    "  --json                machine-readable output\n"
+    "  --help                this text\n");
+}
+
+static void usage_error(const char *fmt, const char *arg) {
+  fputs("cellar-admin: ", stderr);
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+  usage(stderr);
+  exit(2);
+}
+
+/* ------------------------------------------------------------ output */
+
+static void json_bytes(const char *s, size_t n) {
+  putchar('"');
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    switch (ch) {
+      case '"': fputs("\\\"", stdout); break;
+      case '\\': fputs("\\\\", stdout); break;
+      case '\n': fputs("\\n", stdout); break;
+      case '\t': fputs("\\t", stdout); break;
+      case '\r': fputs("\\r", stdout); break;
+      default:
+        if (ch < 0x20 || ch == 0x7f) printf("\\u%04x", ch);
+        else putchar(ch);   /* UTF-8 passes through */
+    }
+  }
+  putchar('"');
+}
+
+static void json_string(const char *s) {
+  json_bytes(s ? s : "", s ? strlen(s) : 0);
+}
+
+/* ------------------------------------------------------------- token */
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int cmd_token(const char *key, int hex, int json) {
+  size_t n = strlen(key);
+  uint8_t *buf = malloc(n / 2 + 1);
+  const void *bytes = key;
+  size_t len = n;
+  if (buf == NULL) {
+    fprintf(stderr, "cellar-admin: out of memory\n");
+    return 1;
+  }
+  if (hex) {
+    const char *h = key;
+    if (h[0] == '0' && (h[1] == 'x' || h[1] == 'X')) h += 2;
+    size_t hn = strlen(h);
+    if (hn % 2) {
+      fprintf(stderr, "cellar-admin: token: hex key '%s' has an odd number "
+              "of digits\n", key);
+      free(buf);
+      return 2;
+    }
+    for (size_t i = 0; i < hn / 2; i++) {
+      int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
+      if (hi < 0 || lo < 0) {
+        fprintf(stderr, "cellar-admin: token: '%s' is not hexadecimal\n", key);
+        free(buf);
+        return 2;
+      }
+      buf[i] = (uint8_t)(hi << 4 | lo);
+    }
+    bytes = buf;
+    len = hn / 2;
+  }
+  int64_t t = token_of(bytes, len);
+  if (json) {
+    printf("{\"key\":");
+    json_string(key);
+    printf(",\"hex\":%s,\"bytes\":%zu,\"token\":%" PRId64 "}\n",
+           hex ? "true" : "false", len, t);
+  } else {
+    printf("%" PRId64 "\n", t);
+  }
+  free(buf);
+  return 0;
+}
+
+/* ------------------------------------------------------------ connect */
+
+/*
+** libcellar says only that it could not connect; a plain TCP connect to the
+** first host tells the user why (refused, unreachable, timed out, unknown
+** host), which is what they need to act.
+*/
+static void connect_reason(const char *hostport, char *out, size_t outlen) {
+  char host[256];
+  const char *colon = strrchr(hostport, ':');
+  snprintf(out, outlen, "no reason known");
+  if (colon == NULL || (size_t)(colon - hostport) >= sizeof host) {
+    snprintf(out, outlen, "'%s' is not HOST:PORT", hostport);
+    return;
+  }
+  memcpy(host, hostport, (size_t)(colon - hostport));
+  host[colon - hostport] = '\0';
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  int gai = getaddrinfo(host, colon + 1, &hints, &ai);
+  if (gai != 0) {
+    snprintf(out, outlen, "%s", gai_strerror(gai));
+    return;
+  }
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK,
+                  ai->ai_protocol);
+  if (fd < 0) {
+    snprintf(out, outlen, "%s", strerror(errno));
+    freeaddrinfo(ai);
+    return;
+  }
+  int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+  int err = rc == 0 ? 0 : errno;
+  if (err == EINPROGRESS) {
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (poll(&p, 1, 2000) <= 0) {
+      err = ETIMEDOUT;
+    } else {
+      socklen_t sl = sizeof err;
+      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+    }
+  }
+  if (err) snprintf(out, outlen, "%s", strerror(err));
+  else snprintf(out, outlen, "TCP connects, but the cellar handshake failed");
+  close(fd);
+  freeaddrinfo(ai);
+}
+
+static cellar_client_t *connect_or_die(const char *host, int timeout_ms) {
+  cellar_options_t o;
+  cellar_options_init(&o);
+  o.hosts = host;
+  o.request_timeout_ms = timeout_ms;
+  cellar_client_t *c = NULL;
+  int rc = cellar_connect(&o, &c);
+  if (rc != 0) {
+    char why[256];
+    if (rc == CELLAR_ECONNECT || rc == CELLAR_ETIMEDOUT)
+      connect_reason(host, why, sizeof why);
+    else
+      snprintf(why, sizeof why, "%s (%s)", cellar_strerror(rc),
+               cellar_err_name(rc));
+    fprintf(stderr, "cellar-admin: cannot connect to %s: %s\n", host, why);
+    exit(1);
+  }
+  return c;
+}
+
+/* Reports a failed request; returns the exit status 1. */
+static int failed(const char *what, const char *host, int rc,
+                  cellar_result_t *res) {
+  const char *msg = res ? cellar_result_message(res) : "";
+  fprintf(stderr, "cellar-admin: %s on %s failed: %s: %s\n", what, host,
+          cellar_err_name(rc), *msg ? msg : cellar_strerror(rc));
+  return 1;
+}
+
+/* --------------------------------------------------------- commands */
+
+static void print_info(cellar_result_t *res, int json, const char *command,
+                       const char *host) {
+  size_t n = cellar_result_info_count(res);
+  if (json) {
+    printf("{\"node\":");
+    json_string(host);
+    printf(",\"command\":");
+    json_string(command);
+    printf(",\"ok\":true,\"info\":{");
+    for (size_t i = 0; i < n; i++) {
+      if (i) putchar(',');
+      json_string(cellar_result_info_key(res, i));
+      putchar(':');
+      json_string(cellar_result_info_value(res, i));
+    }
+    printf("}}\n");
+    return;
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(cellar_result_info_key(res, i));
+    if (l > w) w = l;
+  }
+  for (size_t i = 0; i < n; i++)
+    printf("%-*s : %s\n", (int)w, cellar_result_info_key(res, i),
+           cellar_result_info_value(res, i));
+}
+
+static int cmd_admin(cellar_client_t *c, const char *host, const char *command,
+                     const char *arg, int json) {
+  cellar_result_t *res = NULL;
+  int rc = cellar_admin(c, command, arg, &res);
+  if (rc != 0) {
+    int st = failed(command, host, rc, res);
+    cellar_result_free(res);
+    return st;
+  }
+  if (!json && strcmp(command, "info") != 0 &&
+      cellar_result_info_count(res) == 0) {
+    printf("%s: done\n", command);
+  } else {
+    print_info(res, json, command, host);
+  }
+  cellar_result_free(res);
+  return 0;
+}
+
+static void ttl_text(uint32_t s, char *out, size_t n) {
+  if (s == 0) snprintf(out, n, "none");
+  else snprintf(out, n, "%" PRIu32 "s", s);
+}
+
+static int cmd_describe(cellar_client_t *c, const char *host, const char *ks,
+                        int json) {
+  cellar_result_t *res = NULL;
+  int rc = cellar_describe(c, ks, &res);
+  if (rc != 0) {
+    char what[128];
+    snprintf(what, sizeof what, ks ? "describe %s" : "describe", ks);
+    int st = failed(what, host, rc, res);
+    cellar_result_free(res);
+    return st;
+  }
+  size_t nks = cellar_result_keyspace_count(res);
+  size_t nt = cellar_result_table_count(res);
+  if (json) {
+    printf("{\"node\":");
+    json_string(host);
+    printf(",\"keyspaces\":[");
+    for (size_t i = 0; i < nks; i++) {
+      const char *name = cellar_result_keyspace_name(res, i);
+      printf("%s{\"name\":", i ? "," : "");
+      json_string(name);
+      printf(",\"replication\":");
+      json_string(cellar_result_keyspace_replication(res, i));
+      printf(",\"tables\":[");
+      int first = 1;
+      for (size_t j = 0; j < nt; j++) {
+        if (strcmp(cellar_result_table_keyspace(res, j), name) != 0) continue;
+        printf("%s{\"name\":", first ? "" : ",");
+        json_string(cellar_result_table_name(res, j));
+        printf(",\"conflict_policy\":");
+        json_string(cellar_result_table_policy(res, j));
+        printf(",\"gc_grace_seconds\":%" PRIu32 ",\"default_ttl\":%" PRIu32
+               "}",
+               cellar_result_table_gc_grace(res, j),
+               cellar_result_table_default_ttl(res, j));
+        first = 0;
+      }
+      printf("]}");
+    }
+    printf("]}\n");
+    cellar_result_free(res);
+    return 0;
+  }
+  if (nks == 0) printf(ks ? "no keyspace %s\n" : "no keyspaces\n", ks);
+  for (size_t i = 0; i < nks; i++) {
+    const char *name = cellar_result_keyspace_name(res, i);
+    printf("%skeyspace %s  replication %s\n", i ? "\n" : "", name,
+           cellar_result_keyspace_replication(res, i));
+    for (size_t j = 0; j < nt; j++) {
+      if (strcmp(cellar_result_table_keyspace(res, j), name) != 0) continue;
+      char ttl[32];
+      ttl_text(cellar_result_table_default_ttl(res, j), ttl, sizeof ttl);
+      printf("  table %-24s conflict_policy %-8s gc_grace %" PRIu32
+             "s  default_ttl %s\n",
+             cellar_result_table_name(res, j),
+             cellar_result_table_policy(res, j),
+             cellar_result_table_gc_grace(res, j), ttl);
+    }
+  }
+  cellar_result_free(res);
+  return 0;
+}
+
+/* --------------------------------------------------------------- main */
+
+int main(int argc, char **argv) {
+  enum { O_JSON = 256, O_HEX, O_TIMEOUT, O_HELP };
+  static const struct option longopts[] = {
+    {"host", required_argument, NULL, 'h'},
+    {"json", no_argument, NULL, O_JSON},
+    {"hex", no_argument, NULL, O_HEX},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0}
+  };
+  const char *host = DEFAULT_HOST;
+  int json = 0, hex = 0, timeout_ms = 60000;
+  const char *pos[8];
+  int npos = 0;
+  int c;
+  /* '-' in optstring: positionals come back in order as 1, so options may
+  ** follow the command; "--" ends options (a token KEY may start with '-') */
+  while ((c = getopt_long(argc, argv, "-h:", longopts, NULL)) != -1) {
+    switch (c) {
+      case 'h': host = optarg; break;
+      case O_JSON: json = 1; break;
+      case O_HEX: hex = 1; break;
+      case O_TIMEOUT: {
+        char *end;
+        long v = strtol(optarg, &end, 10);
+        if (*optarg == '\0' || *end || v < 1 || v > 3600000)
+          usage_error("--timeout: '%s' is not a number of milliseconds "
+                      "(1..3600000)", optarg);
+        timeout_ms = (int)v;
+        break;
+      }
+      case O_HELP: usage(stdout); return 0;
+      case 1:
+        if (npos == (int)(sizeof pos / sizeof pos[0]))
+          usage_error("too many arguments (at '%s')", optarg);
+        pos[npos++] = optarg;
+        break;
+      default: usage(stderr); return 2;
+    }
+  }
+  for (; optind < argc; optind++) {      /* after "--" */
+    if (npos == (int)(sizeof pos / sizeof pos[0]))
+      usage_error("too many arguments (at '%s')", argv[optind]);
+    pos[npos++] = argv[optind];
+  }
+  if (npos == 0) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = pos[0];
+
+  if (!strcmp(cmd, "token")) {
+    if (npos != 2) usage_error("%s: expects one KEY", cmd);
+    return cmd_token(pos[1], hex, json);
+  }
+  if (hex) usage_error("--hex is only for the token command%s", "");
+
+  int is_admin = !strcmp(cmd, "info") || !strcmp(cmd, "compact") ||
+                 !strcmp(cmd, "flush") || !strcmp(cmd, "snapshot");
+  if (!is_admin && strcmp(cmd, "describe") != 0)
+    usage_error("unknown command '%s'", cmd);
+  if (!strcmp(cmd, "snapshot") && npos != 2)
+    usage_error("%s: expects a snapshot NAME", cmd);
+  if (!strcmp(cmd, "describe") && npos > 2)
+    usage_error("%s: expects at most one keyspace", cmd);
+  if (strcmp(cmd, "snapshot") != 0 && strcmp(cmd, "describe") != 0 &&
+      npos != 1)
+    usage_error("%s: takes no arguments", cmd);
+
+  cellar_client_t *cl = connect_or_die(host, timeout_ms);
+  int st;
+  if (is_admin)
+    st = cmd_admin(cl, host, cmd, npos > 1 ? pos[1] : NULL, json);
+  else
+    st = cmd_describe(cl, host, npos > 1 ? pos[1] : NULL, json);
+  cellar_close(cl);
+  return st;
+}

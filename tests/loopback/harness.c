@@ -1,1 +1,322 @@
-/* placeholder: being written */
+/*
+** harness: starts and stops real cellard processes on loopback for the
+** multi-process tests, and runs the command-line tools (harness.h).
+**
+** Every process started here is remembered; an atexit handler (and a
+** handler for the fatal signals) kills what is still running, so a test
+** that fails half-way leaves no cellard behind. Children also get
+** PR_SET_PDEATHSIG, for the case where the test program itself is killed.
+*/
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "harness.h"
+
+#define HARNESS_MAX_PROCS 64
+#define HARNESS_RUN_TIMEOUT_MS 60000
+
+static pid_t g_pids[HARNESS_MAX_PROCS];
+static int g_installed;
+
+static long long mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static void forget(pid_t pid) {
+  for (int i = 0; i < HARNESS_MAX_PROCS; i++)
+    if (g_pids[i] == pid) g_pids[i] = 0;
+}
+
+/* Kills every process still running. Async-signal-safe. */
+static void kill_all(void) {
+  for (int i = 0; i < HARNESS_MAX_PROCS; i++) {
+    pid_t pid = g_pids[i];
+    if (pid <= 0) continue;
+    kill(pid, SIGKILL);
+    kill(pid, SIGCONT);
+    waitpid(pid, NULL, 0);
+    g_pids[i] = 0;
+  }
+}
+
+static void on_fatal(int sig) {
+  kill_all();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void remember(pid_t pid) {
+  if (!g_installed) {
+    g_installed = 1;
+    atexit(kill_all);
+    int sigs[] = {SIGINT, SIGTERM, SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_fatal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESETHAND;
+      sigaction(sigs[i], &sa, NULL);
+    }
+  }
+  for (int i = 0; i < HARNESS_MAX_PROCS; i++) {
+    if (g_pids[i] == 0) {
+      g_pids[i] = pid;
+      return;
+    }
+  }
+}
+
+static int mkdir_p(const char *path) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+/* Binds port 0 on host and reads the port back. The port is free when
+** the socket closes; another process could take it before cellard does,
+** a race the tests accept (the start then fails visibly). */
+static int free_port(const char *host) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = 0;
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+      bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  socklen_t len = sizeof sa;
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+static int can_connect(const char *host, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &sa.sin_addr);
+  int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  close(fd);
+  return ok;
+}
+
+void harness_node_init(node_proc *n, const char *base, const char *host, int index) {
+  memset(n, 0, sizeof *n);
+  snprintf(n->host, sizeof n->host, "%s", host);
+  n->port = free_port(host);
+  do {
+    n->peer_port = free_port(host);
+  } while (n->peer_port == n->port && n->port > 0);
+  snprintf(n->peer_addr, sizeof n->peer_addr, "%s:%d", host, n->peer_port);
+  snprintf(n->data_dir, sizeof n->data_dir, "%s/node%d", base, index);
+  snprintf(n->log_path, sizeof n->log_path, "%s/node%d.log", base, index);
+  snprintf(n->addr, sizeof n->addr, "%s:%d", host, n->port);
+  mkdir_p(n->data_dir);
+}
+
+int harness_node_start(node_proc *n, const char *const *extra, int timeout_ms) {
+  const char *bin = getenv("CELLARD");
+  if (bin == NULL || *bin == '\0') {
+    fprintf(stderr, "harness: $CELLARD is not set\n");
+    return -1;
+  }
+  if (n->pid > 0 || n->port <= 0) return -1;
+  const char *argv[64];
+  int argc = 0;
+  argv[argc++] = bin;
+  argv[argc++] = "--listen";
+  argv[argc++] = n->addr;
+  argv[argc++] = "--data-dir";
+  argv[argc++] = n->data_dir;
+  argv[argc++] = "--peer-listen";
+  argv[argc++] = n->peer_addr;
+  for (int i = 0; extra && extra[i] && argc < 63; i++) argv[argc++] = extra[i];
+  argv[argc] = NULL;
+
+  int logfd = open(n->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (logfd < 0) {
+    fprintf(stderr, "harness: cannot open %s: %s\n", n->log_path, strerror(errno));
+    return -1;
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(logfd);
+    return -1;
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(logfd, STDOUT_FILENO);
+    dup2(logfd, STDERR_FILENO);
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0) dup2(nul, STDIN_FILENO);
+    signal(SIGPIPE, SIG_DFL);
+    execv(bin, (char *const *)argv);
+    dprintf(STDERR_FILENO, "harness: exec %s: %s\n", bin, strerror(errno));
+    _exit(127);
+  }
+  close(logfd);
+  n->pid = pid;
+  remember(pid);
+
+  long long deadline = mono_ms() + timeout_ms;
+  for (;;) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      forget(pid);
+      n->pid = 0;
+      fprintf(stderr, "harness: cellard on %s exited during start (see %s)\n", n->addr,
+              n->log_path);
+      return -1;
+    }
+    if (can_connect(n->host, n->port)) return 0;
+    if (mono_ms() > deadline) {
+      fprintf(stderr, "harness: cellard on %s not accepting after %d ms (see %s)\n",
+              n->addr, timeout_ms, n->log_path);
+      harness_node_signal(n, SIGKILL);
+      return -1;
+    }
+    sleep_ms(20);
+  }
+}
+
+int harness_node_signal(node_proc *n, int sig) {
+  if (n->pid <= 0) return -1;
+  pid_t pid = n->pid;
+  if (kill(pid, sig) != 0) return -1;
+  if (sig != SIGTERM && sig != SIGKILL) return 0;
+  kill(pid, SIGCONT);           /* a stopped process cannot act on TERM */
+  int st = 0;
+  long long deadline = mono_ms() + 30000;
+  for (;;) {
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) {
+      st = -1;
+      break;
+    }
+    if (mono_ms() > deadline) {  /* a drain that never ends */
+      fprintf(stderr, "harness: pid %d ignored signal %d, killing\n", (int)pid, sig);
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      break;
+    }
+    sleep_ms(10);
+  }
+  forget(pid);
+  n->pid = 0;
+  return st;
+}
+
+int harness_run(const char *const *argv, char **out) {
+  if (out) *out = NULL;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0) dup2(nul, STDIN_FILENO);
+    signal(SIGPIPE, SIG_DFL);
+    execvp(argv[0], (char *const *)argv);
+    dprintf(STDERR_FILENO, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(fds[1]);
+  remember(pid);
+  size_t len = 0, cap = 4096;
+  char *buf = malloc(cap);
+  long long deadline = mono_ms() + HARNESS_RUN_TIMEOUT_MS;
+  int timed_out = 0;
+  for (;;) {
+    struct pollfd pfd = {fds[0], POLLIN, 0};
+    int left = (int)(deadline - mono_ms());
+    if (left <= 0) {
+      timed_out = 1;
+      break;
+    }
+    int pr = poll(&pfd, 1, left);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) continue;
+    if (buf && len + 4096 > cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (nb == NULL) {
+        free(buf);
+        buf = NULL;
+      } else {
+        buf = nb;
+        cap *= 2;
+      }
+    }
+    char scratch[4096];
+    char *dst = buf ? buf + len : scratch;
+    ssize_t r = read(fds[0], dst, buf ? cap - len - 1 : sizeof scratch);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    if (buf) len += (size_t)r;
+  }
+  close(fds[0]);
+  if (timed_out) {
+    fprintf(stderr, "harness: %s ran over %d ms, killing\n", argv[0], HARNESS_RUN_TIMEOUT_MS);
+    kill(pid, SIGKILL);
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  forget(pid);
+  if (buf) {
+    buf[len] = '\0';
+    if (out) *out = buf;
+    else free(buf);
+  }
+  if (timed_out || !WIFEXITED(st)) return -1;
+  return WEXITSTATUS(st);
+}

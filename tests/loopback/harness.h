@@ -15,10 +15,12 @@ typedef struct node_proc {
   char data_dir[512];
   char log_path[600];
   char addr[64];               /* "127.0.0.1:PORT" */
+  int peer_port;               /* node-to-node port */
+  char peer_addr[64];          /* "127.0.0.1:PEER_PORT" */
 } node_proc;
 
-/* Picks a free port on host, prepares a data dir under base (created).
-** Does not start anything. */
+/* Picks two free ports on host (client, peer), prepares a data dir under
+** base (created). Does not start anything. */
 void harness_node_init(node_proc *n, const char *base, const char *host,
                        int index);
 

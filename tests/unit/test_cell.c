@@ -1,1 +1,236 @@
-/* placeholder */
+/* Unit tests of cell: value format round trips, rejection of truncated and
+** non-canonical bytes, and the algebra of the merge rule. */
+#include <stdlib.h>
+#include <string.h>
+#include "cellar/cellar.h"
+#include "cell.h"
+#include "testutil.h"
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static uint64_t rnd(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+static int same_cell(const cell *a, const cell *b) {
+  return a->ts == b->ts && a->tombstone == b->tombstone &&
+         a->expires_at == b->expires_at && a->deleted_at == b->deleted_at &&
+         a->has_clock == b->has_clock && a->clock.n == b->clock.n &&
+         (a->clock.n == 0 || memcmp(a->clock.p, b->clock.p, a->clock.n) == 0)
+         && a->value.n == b->value.n &&
+         (a->value.n == 0 || memcmp(a->value.p, b->value.p, a->value.n) == 0);
+}
+
+/* Encodes c, checks size and the prefix+clock+value split, decodes back. */
+static void check_round_trip(const cell *c) {
+  size_t n = cell_encoded_size(c);
+  uint8_t *buf = malloc(n ? n : 1);
+  CU_ASSERT_FATAL(buf != NULL);
+  CU_ASSERT_EQUAL_FATAL(cell_encode(c, buf), n);
+  uint8_t pre[CELL_PREFIX_MAX];
+  size_t np = cell_encode_prefix(c, pre);
+  CU_ASSERT_FATAL(np <= n && memcmp(pre, buf, np) == 0);
+  size_t nc = c->has_clock ? c->clock.n : 0;
+  CU_ASSERT(nc == 0 || memcmp(buf + np, c->clock.p, nc) == 0);
+  CU_ASSERT_EQUAL(np + nc + (c->tombstone ? 0 : c->value.n), n);
+  cell d;
+  CU_ASSERT_EQUAL_FATAL(cell_decode(buf, n, &d), 0);
+  CU_ASSERT_FATAL(same_cell(c, &d));
+  CU_ASSERT_EQUAL(cell_compare(c, &d), 0);
+  /* every truncation is rejected, except those that only cut the value */
+  size_t fixed = np + nc;
+  for (size_t m = 0; m < n; m++) {
+    int rc = cell_decode(buf, m, &d);
+    if (m < fixed || c->tombstone) CU_ASSERT_FATAL(rc == CELLAR_EPROTO);
+  }
+  free(buf);
+}
+
+static void test_round_trip(void) {
+  static const uint8_t clk[300] = {1, 2, 3};
+  cell c = cell_live(1234567890123456ll, 0, CBYTES("value", 5));
+  check_round_trip(&c);
+  c = cell_live(-5, 1700000000u, CBYTES("", 0));
+  check_round_trip(&c);
+  c = cell_tombstone(INT64_MAX, 42);
+  check_round_trip(&c);
+  c = cell_tombstone(INT64_MIN, 0);
+  check_round_trip(&c);
+  c = cell_live(7, UINT32_MAX, CBYTES("\0\xff", 2));
+  c.has_clock = 1;
+  c.clock = CBYTES(clk, 300);   /* a two-byte varint */
+  check_round_trip(&c);
+  c.clock = CBYTES(clk, 0);     /* an empty clock is not "no clock" */
+  check_round_trip(&c);
+  c = cell_tombstone(9, 10);
+  c.has_clock = 1;
+  c.clock = CBYTES(clk, 127);
+  check_round_trip(&c);
+}
+
+/* The layout is exactly the one documented in cell.h. */
+static void test_layout(void) {
+  uint8_t buf[64];
+  cell c = cell_live(0x0102030405060708ll, 0x0A0B0C0D, CBYTES("xy", 2));
+  size_t n = cell_encode(&c, buf);
+  const uint8_t want[] = {1, CELL_F_HAS_EXPIRY, 1, 2, 3, 4, 5, 6, 7, 8,
+                          0x0A, 0x0B, 0x0C, 0x0D, 'x', 'y'};
+  CU_ASSERT_EQUAL(n, sizeof want);
+  CU_ASSERT(memcmp(buf, want, sizeof want) == 0);
+  c = cell_tombstone(1, 2);
+  n = cell_encode(&c, buf);
+  const uint8_t want2[] = {1, CELL_F_TOMBSTONE, 0, 0, 0, 0, 0, 0, 0, 1,
+                           0, 0, 0, 2};
+  CU_ASSERT_EQUAL(n, sizeof want2);
+  CU_ASSERT(memcmp(buf, want2, sizeof want2) == 0);
+  c = cell_live(1, 0, CBYTES("", 0));
+  c.has_clock = 1;
+  c.clock = CBYTES("\xaa", 1);
+  n = cell_encode(&c, buf);
+  const uint8_t want3[] = {1, CELL_F_HAS_CLOCK, 0, 0, 0, 0, 0, 0, 0, 1,
+                           1, 0xaa};
+  CU_ASSERT_EQUAL(n, sizeof want3);
+  CU_ASSERT(memcmp(buf, want3, sizeof want3) == 0);
+}
+
+static void test_garbage(void) {
+  cell d;
+  uint8_t b[32] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  CU_ASSERT_EQUAL(cell_decode(b, 10, &d), 0);
+  b[0] = 2;   /* unknown version */
+  CU_ASSERT_EQUAL(cell_decode(b, 10, &d), CELLAR_EPROTO);
+  b[0] = 0;
+  CU_ASSERT_EQUAL(cell_decode(b, 10, &d), CELLAR_EPROTO);
+  b[0] = 1;
+  b[1] = 0x08;   /* unknown flag */
+  CU_ASSERT_EQUAL(cell_decode(b, 10, &d), CELLAR_EPROTO);
+  b[1] = CELL_F_TOMBSTONE | CELL_F_HAS_EXPIRY;
+  CU_ASSERT_EQUAL(cell_decode(b, 14, &d), CELLAR_EPROTO);
+  b[1] = CELL_F_HAS_EXPIRY;   /* expiry 0 is "no expiry": non-canonical */
+  memset(b + 10, 0, 4);
+  CU_ASSERT_EQUAL(cell_decode(b, 14, &d), CELLAR_EPROTO);
+  b[13] = 1;
+  CU_ASSERT_EQUAL(cell_decode(b, 14, &d), 0);
+  CU_ASSERT_EQUAL(d.expires_at, 1);
+  b[1] = CELL_F_TOMBSTONE;    /* a tombstone carries no value */
+  CU_ASSERT_EQUAL(cell_decode(b, 14, &d), 0);
+  CU_ASSERT_EQUAL(cell_decode(b, 15, &d), CELLAR_EPROTO);
+  b[1] = CELL_F_HAS_CLOCK;    /* varint: non-minimal, too long, overflow */
+  b[10] = 0x80; b[11] = 0x00;
+  CU_ASSERT_EQUAL(cell_decode(b, 12, &d), CELLAR_EPROTO);
+  b[10] = 0x05;               /* clock of 5 bytes, only 1 present */
+  CU_ASSERT_EQUAL(cell_decode(b, 12, &d), CELLAR_EPROTO);
+  memset(b + 10, 0xFF, 10);
+  b[20] = 0x01;
+  CU_ASSERT_EQUAL(cell_decode(b, 21, &d), CELLAR_EPROTO);
+  memset(b + 10, 0xFF, 9);    /* 2^64-1: longer than any input */
+  b[19] = 0x01;
+  CU_ASSERT_EQUAL(cell_decode(b, 20, &d), CELLAR_EPROTO);
+  /* random bytes: never crash; what decodes re-encodes to the same bytes */
+  for (int i = 0; i < 200000; i++) {
+    uint8_t g[24], re[64];
+    size_t n = rnd() % sizeof g;
+    for (size_t j = 0; j < n; j++) g[j] = (uint8_t)rnd();
+    if (n) g[0] = 1;
+    if (n > 1) g[1] &= 0x07;
+    if (cell_decode(g, n, &d) != 0) continue;
+    CU_ASSERT_FATAL(cell_encoded_size(&d) == n);
+    CU_ASSERT_FATAL(cell_encode(&d, re) == n && memcmp(re, g, n) == 0);
+  }
+}
+
+/* Random cells from small domains, so that ties are frequent. */
+static cell rnd_cell(void) {
+  static const char *values[] = {"", "a", "b", "ab", "\xff"};
+  static const uint32_t times[] = {0, 5, 6};
+  cell c;
+  int64_t ts = (int64_t)(rnd() % 3);
+  if (rnd() % 3 == 0) {
+    c = cell_tombstone(ts, times[rnd() % 3]);
+  } else {
+    const char *v = values[rnd() % 5];
+    c = cell_live(ts, times[rnd() % 3], CBYTES(v, strlen(v)));
+  }
+  if (rnd() % 4 == 0) {
+    c.has_clock = 1;
+    c.clock = rnd() % 2 ? CBYTES("x", 1) : CBYTES("y", 1);
+  }
+  return c;
+}
+
+static void test_merge_algebra(void) {
+  for (int i = 0; i < 300000; i++) {
+    cell a = rnd_cell(), b = rnd_cell(), c = rnd_cell();
+    /* idempotent */
+    CU_ASSERT_FATAL(cell_merge(&a, &a) == &a);
+    /* commutative: the same version wins either way */
+    CU_ASSERT_FATAL(same_cell(cell_merge(&a, &b), cell_merge(&b, &a)));
+    /* associative */
+    const cell *l = cell_merge(cell_merge(&a, &b), &c);
+    const cell *r = cell_merge(&a, cell_merge(&b, &c));
+    CU_ASSERT_FATAL(same_cell(l, r));
+    /* compare is antisymmetric and 0 only on identical versions */
+    CU_ASSERT_FATAL(cell_compare(&a, &b) == -cell_compare(&b, &a));
+    CU_ASSERT_FATAL((cell_compare(&a, &b) == 0) == same_cell(&a, &b));
+    /* the rule itself */
+    const cell *w = cell_merge(&a, &b);
+    if (a.ts != b.ts) {
+      CU_ASSERT_FATAL(w->ts == (a.ts > b.ts ? a.ts : b.ts));
+    } else if (a.tombstone != b.tombstone) {
+      CU_ASSERT_FATAL(w->tombstone);
+    }
+  }
+}
+
+static void test_merge_rule(void) {
+  cell old = cell_live(100, 0, CBYTES("old", 3));
+  cell young = cell_live(200, 0, CBYTES("a", 1));
+  CU_ASSERT(cell_merge(&old, &young) == &young);
+  CU_ASSERT(cell_merge(&young, &old) == &young);
+  /* equal timestamps: the tombstone wins */
+  cell t = cell_tombstone(200, 1);
+  CU_ASSERT(cell_merge(&young, &t) == &t);
+  CU_ASSERT(cell_merge(&t, &young) == &t);
+  /* equal timestamps, live: the later expiry, never being the latest */
+  cell e5 = cell_live(200, 5, CBYTES("z", 1));
+  cell e6 = cell_live(200, 6, CBYTES("a", 1));
+  CU_ASSERT(cell_merge(&e5, &e6) == &e6);
+  CU_ASSERT(cell_merge(&e6, &young) == &young);
+  /* then the greater value */
+  cell vb = cell_live(200, 0, CBYTES("b", 1));
+  cell vab = cell_live(200, 0, CBYTES("ab", 2));
+  CU_ASSERT(cell_merge(&vb, &young) == &vb);
+  CU_ASSERT(cell_merge(&vab, &young) == &vab);   /* "a" < "ab" */
+  CU_ASSERT(cell_merge(&vab, &vb) == &vb);
+  /* two tombstones: the later deletion time */
+  cell t2 = cell_tombstone(200, 2);
+  CU_ASSERT(cell_merge(&t, &t2) == &t2);
+}
+
+static void test_liveness(void) {
+  cell c = cell_live(1, 0, CBYTES("v", 1));
+  CU_ASSERT(cell_is_live(&c, UINT32_MAX));
+  CU_ASSERT_EQUAL(cell_dead_since(&c), 0);
+  c.expires_at = 100;
+  CU_ASSERT(cell_is_live(&c, 99));
+  CU_ASSERT(!cell_is_live(&c, 100));
+  CU_ASSERT_EQUAL(cell_dead_since(&c), 100);
+  c = cell_tombstone(1, 50);
+  CU_ASSERT(!cell_is_live(&c, 0));
+  CU_ASSERT_EQUAL(cell_dead_since(&c), 50);
+}
+
+int main(int argc, char **argv) {
+  static const test_case cases[] = {
+    {"round_trip", test_round_trip},
+    {"layout", test_layout},
+    {"garbage", test_garbage},
+    {"merge_algebra", test_merge_algebra},
+    {"merge_rule", test_merge_rule},
+    {"liveness", test_liveness},
+    {NULL, NULL}
+  };
+  return testutil_run("cell", cases, argc, argv);
+}

@@ -1,0 +1,97 @@
+/*
+** cell: the stored value of one data key (a cell, or a row / partition
+** tombstone), and the rule that decides which of two versions wins.
+**
+**   offset size   field
+**      0    1     format version (CELL_FORMAT_VERSION = 1)
+**      1    1     flags: CELL_F_TOMBSTONE | CELL_F_HAS_EXPIRY | CELL_F_HAS_CLOCK
+**      2    8     timestamp, microseconds, big-endian signed
+**     10    4     TOMBSTONE: local deletion time; HAS_EXPIRY: expires_at
+**                 (seconds, big-endian); absent otherwise
+**      .    1-10  HAS_CLOCK: clock length, unsigned LEB128 varint
+**      .    n     HAS_CLOCK: clock bytes (opaque: carried, never read)
+**      .    rest  value bytes (none for a tombstone)
+**
+** The encoding is canonical: TOMBSTONE and HAS_EXPIRY never go together,
+** HAS_EXPIRY implies expires_at != 0, a tombstone has no value, the varint
+** is minimal, unknown flags or versions are rejected. So two values decode
+** to equal fields only if their bytes are equal, which makes cell_merge a
+** deterministic function of the stored bytes on every replica.
+**
+** Merge rule (Cassandra's last-write-wins, cell_compare): the higher
+** timestamp wins; on equal timestamps a tombstone beats a live cell; two
+** tombstones: the later local deletion time wins; two live cells: the later
+** expiry wins (0 = never, the latest of all), then the greater value by
+** memcmp (a prefix below its extensions), then the greater clock bytes.
+** A later issue replaces this rule by a dotted-version-vector merge using
+** the clock bytes; HAS_CLOCK exists so that data written until then stays
+** readable.
+*/
+#ifndef CELLAR_CELL_H
+#define CELLAR_CELL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "types.h"
+
+#define CELL_FORMAT_VERSION 1
+
+#define CELL_F_TOMBSTONE 0x01
+#define CELL_F_HAS_EXPIRY 0x02
+#define CELL_F_HAS_CLOCK 0x04
+
+/* Bytes before the clock and value: version, flags, timestamp, time, the
+** clock's varint length. */
+#define CELL_PREFIX_MAX (1 + 1 + 8 + 4 + 10)
+
+typedef struct cell {
+  int64_t ts;            /* write timestamp, microseconds */
+  uint8_t tombstone;     /* 1: a deletion (cell, row or partition) */
+  uint8_t has_clock;     /* 1: clock holds opaque vector-clock bytes */
+  uint32_t expires_at;   /* live cells: seconds since epoch, 0 = never */
+  uint32_t deleted_at;   /* tombstones: local deletion time, seconds */
+  cbytes clock;          /* borrowed */
+  cbytes value;          /* borrowed; empty for a tombstone */
+} cell;
+
+/* A live cell / a tombstone with no clock. value is borrowed. */
+cell cell_live(int64_t ts, uint32_t expires_at, cbytes value);
+cell cell_tombstone(int64_t ts, uint32_t deleted_at);
+
+/* Total encoded size of c. */
+size_t cell_encoded_size(const cell *c);
+
+/* Writes the prefix of c (everything before the clock bytes) into out,
+** which holds CELL_PREFIX_MAX bytes; returns its length. The full encoding
+** is prefix | clock bytes | value bytes: a writer can hand the three parts
+** to a gather write without copying the value. */
+size_t cell_encode_prefix(const cell *c, uint8_t *out);
+
+/* Writes the whole encoding of c into out (cell_encoded_size(c) bytes);
+** returns its length. */
+size_t cell_encode(const cell *c, uint8_t *out);
+
+/* Decodes p[0..n). On success the clock and value of *out are borrowed from
+** p. Returns 0 or CELLAR_EPROTO (truncated, unknown version or flags,
+** non-canonical encoding). */
+int cell_decode(const uint8_t *p, size_t n, cell *out);
+
+/* Order of the merge rule above: > 0 when a wins over b, < 0 when b wins,
+** 0 only when a and b are the same version (same encoding). */
+int cell_compare(const cell *a, const cell *b);
+
+/* Returns the winner of a and b (one of the two pointers). Commutative,
+** associative and idempotent: every replica ends with the same version
+** whatever the order versions arrive in. */
+const cell *cell_merge(const cell *a, const cell *b);
+
+/* 1 when c is a live cell that has not expired at now_s (it may still be
+** shadowed by a row or partition tombstone: the caller checks those). */
+int cell_is_live(const cell *c, uint32_t now_s);
+
+/* Seconds since epoch after which c is obsolete and only shadows older
+** versions: the local deletion time of a tombstone, the expiry of an
+** expiring cell; 0 when c is live with no expiry. */
+uint32_t cell_dead_since(const cell *c);
+
+#endif

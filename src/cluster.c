@@ -1,0 +1,712 @@
+/*
+** cluster: gossip on the loop, the join lifecycle, the ring, schema
+** agreement. See cluster.h for the lifecycle diagram.
+**
+** Design notes
+**
+**  1. c->mu guards the gossip state, the ring and the lifecycle state. The
+**     loop thread holds it whenever it calls into the gossip (which may
+**     call back into send/event below, still under the mutex); worker
+**     threads hold it to read a view. It is never held across I/O that
+**     can block: peer_send only queues.
+**  2. The ring is rebuilt lazily from the gossip view (members whose
+**     status is normal or leaving, with their TOKENS) when a gossip event
+**     marked it dirty.
+**  3. Schema agreement: GK_SCHEMA carries each node's schema version. When
+**     a live peer shows another version, this node asks it for its records
+**     (SCHEMA_PULL, at most once per peer every few seconds) and merges
+**     what comes back (SCHEMA_PUSH) on a worker thread: newest record wins
+**     per name (schema_merge_record), so both sides converge whatever the
+**     order. A local schema change is pushed to every live peer at once.
+*/
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cellar/cellar.h"
+#include "clock.h"
+#include "cluster.h"
+#include "frame.h"
+#include "gossip.h"
+#include "log.h"
+#include "peer.h"
+#include "ring.h"
+#include "token.h"
+#include "wire_peer.h"
+
+#define WAIT_TICKS 3            /* rounds of gossip before choosing tokens */
+#define WAIT_TICKS_MAX 30       /* no live peer by then: give up */
+#define JOINING_TICKS 2
+#define PULL_EVERY_NS (3ull * 1000000000ull)
+#define LOAD_EVERY_TICKS 10
+
+enum cl_state { CL_WAIT, CL_JOINING, CL_NORMAL, CL_STOPPED };
+static const char *const state_names[] = {"waiting", "joining", "normal", "stopped"};
+
+typedef struct pull_mark {
+  char host_id[40];
+  uint64_t at_ns;
+} pull_mark;
+
+struct cluster {
+  uv_loop_t *loop;
+  const config *cfg;
+  storage *st;
+  schema *sc;
+  char host_id[40];
+  uint64_t generation;
+  char peer_addr[80], client_addr[80];
+  void (*fatal)(void *, const char *);
+  void *fatal_arg;
+
+  pthread_mutex_t mu;
+  gossip *g;
+  ring ring;
+  int ring_dirty;
+  enum cl_state state;
+  int ticks;
+  int64_t *tokens;
+  size_t ntokens;
+  pull_mark *pulls;
+  size_t npulls;
+  uint64_t load;
+  uint64_t schema_version;
+
+  peer *pr;
+  uv_timer_t timer;
+  uv_async_t schema_async;
+  int handles_open;
+  void (*stop_done)(void *);
+  void *stop_arg;
+};
+
+static uint64_t now_ns(void) { return clock_mono_ns(); }
+
+/* ----------------------------------------------------------- tokens */
+
+static char *tokens_to_string(const int64_t *t, size_t n) {
+  size_t cap = n * 21 + 1, used = 0;
+  char *s = malloc(cap);
+  if (s == NULL) return NULL;
+  s[0] = '\0';
+  for (size_t i = 0; i < n; i++)
+    used += (size_t)snprintf(s + used, cap - used, "%s%" PRId64, i ? "," : "", t[i]);
+  return s;
+}
+
+/* Parses "t1,t2,..." into a malloc'd array. 0 or -1. */
+static int tokens_parse(const char *s, int64_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (s == NULL || *s == '\0') return -1;
+  size_t cap = 1;
+  for (const char *p = s; *p; p++) cap += *p == ',';
+  int64_t *t = malloc(cap * sizeof *t);
+  if (t == NULL) return -1;
+  size_t k = 0;
+  const char *p = s;
+  while (*p && k < cap) {
+    char *end;
+    t[k++] = strtoll(p, &end, 10);
+    if (end == p || (*end && *end != ',')) {
+      free(t);
+      return -1;
+    }
+    p = *end ? end + 1 : end;
+  }
+  *out = t;
+  *n = k;
+  return 0;
+}
+
+static int read_value(void *arg, const uint8_t *k, size_t nk, const uint8_t *v, size_t nv) {
+  char **out = arg;
+  if (nk != 11 || memcmp(k, "node/tokens", 11)) return 0;
+  *out = strndup((const char *)v, nv);
+  return 0;
+}
+
+/* ------------------------------------------------------------- gossip io */
+
+static void io_send(void *arg, const char *to, const gossip_msg *m) {
+  cluster *c = arg;
+  size_t len;
+  uint8_t *p = wire_gossip_encode(m, c->peer_addr, &len);
+  if (p == NULL) return;
+  peer_send(c->pr, to, FRAME_GOSSIP, 0, p, len);
+  free(p);
+}
+
+static void io_event(void *arg, const char *host, int ev) {
+  cluster *c = arg;
+  c->ring_dirty = 1;
+  if (ev == GOSSIP_EV_UP) log_info("cluster: %s is UP", host);
+  else if (ev == GOSSIP_EV_DOWN) log_info("cluster: %s is DOWN", host);
+  else if (ev == GOSSIP_EV_JOIN) log_info("cluster: learned of %s", host);
+  else if (ev == GOSSIP_EV_RESTART) log_info("cluster: %s restarted", host);
+}
+
+static uint64_t io_wall(void *arg) {
+  (void)arg;
+  return clock_now_s();
+}
+
+/* ------------------------------------------------------------- the ring */
+
+static int in_ring_status(const char *s) {
+  return s && (!strcmp(s, "normal") || !strcmp(s, "leaving"));
+}
+
+/* Caller holds c->mu. */
+static void do_rebuild_ring(cluster *c) {
+  if (!c->ring_dirty) return;
+  ring_free(&c->ring);
+  ring_init(&c->ring);
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    if (!in_ring_status(e->states[GK_STATUS].value)) continue;
+    int64_t *t;
+    size_t n;
+    if (tokens_parse(e->states[GK_TOKENS].value, &t, &n) != 0) continue;
+    const char *dc = e->states[GK_DC].value ? e->states[GK_DC].value : "?";
+    const char *rack = e->states[GK_RACK].value ? e->states[GK_RACK].value : "?";
+    int rc = ring_add(&c->ring, e->host_id, dc, rack, t, n);
+    if (rc < 0) log_warn("cluster: %s not placed on the ring: %s", e->host_id, cellar_strerror(rc));
+    free(t);
+  }
+  c->ring_dirty = 0;
+}
+
+/* ----------------------------------------------------- schema agreement */
+
+typedef struct schema_job {
+  uv_work_t work;
+  cluster *c;
+  int kind;                    /* 0 export (answer a pull / push), 1 merge */
+  char to[80];                 /* export: where to send; "" = every live peer */
+  uint8_t *payload;            /* merge: the SCHEMA_PUSH payload (owned) */
+  size_t len;
+  uint8_t *out;                /* export: the encoded SCHEMA_PUSH */
+  size_t outlen;
+  int changed;
+} schema_job;
+
+typedef struct rec_list {
+  wire_record *r;
+  size_t n, cap;
+} rec_list;
+
+static int collect(void *arg, const uint8_t *k, size_t nk, const uint8_t *v, size_t nv) {
+  rec_list *l = arg;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    wire_record *r = realloc(l->r, cap * sizeof *r);
+    if (r == NULL) return CELLAR_ENOMEM;
+    l->r = r;
+    l->cap = cap;
+  }
+  uint8_t *kk = malloc(nk + nv + 1);
+  if (kk == NULL) return CELLAR_ENOMEM;
+  memcpy(kk, k, nk);
+  memcpy(kk + nk, v, nv);
+  l->r[l->n++] = (wire_record){kk, nk, kk + nk, nv};
+  return 0;
+}
+
+static void schema_work(uv_work_t *w) {
+  schema_job *j = w->data;
+  cluster *c = j->c;
+  if (j->kind == 0) {
+    rec_list l = {0};
+    if (schema_export(c->sc, collect, &l) == 0)
+      j->out = wire_schema_encode(c->cfg->cluster_name, c->peer_addr, l.r, l.n, &j->outlen);
+    for (size_t i = 0; i < l.n; i++) free((void *)l.r[i].k);
+    free(l.r);
+    return;
+  }
+  wire_schema s;
+  if (wire_schema_decode(j->payload, j->len, &s) != 0) {
+    log_warn("cluster: malformed schema push ignored");
+    return;
+  }
+  if (strcmp(s.cluster, c->cfg->cluster_name) == 0) {
+    for (size_t i = 0; i < s.n; i++) {
+      int ch = 0;
+      if (schema_merge_record(c->sc, s.recs[i].k, s.recs[i].nk, s.recs[i].v, s.recs[i].nv, &ch) == 0)
+        j->changed |= ch;
+    }
+  }
+  wire_schema_free(&s);
+}
+
+static void announce_schema(cluster *c);
+
+static void schema_done(uv_work_t *w, int status) {
+  schema_job *j = w->data;
+  cluster *c = j->c;
+  (void)status;
+  if (j->kind == 0 && j->out && c->state != CL_STOPPED) {
+    if (j->to[0]) {
+      peer_send(c->pr, j->to, FRAME_SCHEMA_PUSH, 0, j->out, j->outlen);
+    } else {
+      pthread_mutex_lock(&c->mu);
+      for (size_t i = 0; i < gossip_count(c->g); i++) {
+        const gossip_endpoint *e = gossip_at(c->g, i);
+        if (!e->is_self && e->alive && e->states[GK_PEER_ADDR].value)
+          peer_send(c->pr, e->states[GK_PEER_ADDR].value, FRAME_SCHEMA_PUSH, 0, j->out, j->outlen);
+      }
+      pthread_mutex_unlock(&c->mu);
+    }
+  }
+  if (j->kind == 1 && j->changed && c->state != CL_STOPPED) announce_schema(c);
+  free(j->payload);
+  free(j->out);
+  free(j);
+}
+
+static void schema_job_start(cluster *c, int kind, const char *to, const uint8_t *p, size_t n) {
+  schema_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return;
+  j->c = c;
+  j->kind = kind;
+  j->work.data = j;
+  if (to) snprintf(j->to, sizeof j->to, "%s", to);
+  if (p) {
+    j->payload = malloc(n ? n : 1);
+    if (j->payload == NULL) {
+      free(j);
+      return;
+    }
+    memcpy(j->payload, p, n);
+    j->len = n;
+  }
+  if (uv_queue_work(c->loop, &j->work, schema_work, schema_done) != 0) {
+    free(j->payload);
+    free(j);
+  }
+}
+
+/* Sets GK_SCHEMA to the current version (loop thread). */
+static void announce_schema(cluster *c) {
+  uint64_t v = schema_version(c->sc);
+  char hex[24];
+  snprintf(hex, sizeof hex, "%016" PRIx64, v);
+  pthread_mutex_lock(&c->mu);
+  c->schema_version = v;
+  gossip_set_local(c->g, GK_SCHEMA, hex);
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void on_schema_async(uv_async_t *a) {
+  cluster *c = a->data;
+  if (c->state == CL_STOPPED) return;
+  announce_schema(c);
+  schema_job_start(c, 0, NULL, NULL, 0);   /* push to every live peer */
+}
+
+void cluster_schema_changed(cluster *c) {
+  if (c) uv_async_send(&c->schema_async);
+}
+
+/* Caller holds c->mu: ask peers whose schema differs for theirs. */
+static void do_pull_mismatched(cluster *c) {
+  char mine[24];
+  snprintf(mine, sizeof mine, "%016" PRIx64, c->schema_version);
+  uint64_t now = now_ns();
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    const char *theirs = e->states[GK_SCHEMA].value;
+    const char *addr = e->states[GK_PEER_ADDR].value;
+    if (e->is_self || !e->alive || !theirs || !addr || !strcmp(theirs, mine)) continue;
+    pull_mark *pm = NULL;
+    for (size_t k = 0; k < c->npulls; k++)
+      if (!strcmp(c->pulls[k].host_id, e->host_id)) pm = &c->pulls[k];
+    if (pm == NULL) {
+      pull_mark *np = realloc(c->pulls, (c->npulls + 1) * sizeof *np);
+      if (np == NULL) continue;
+      c->pulls = np;
+      pm = &c->pulls[c->npulls++];
+      snprintf(pm->host_id, sizeof pm->host_id, "%s", e->host_id);
+      pm->at_ns = 0;
+    }
+    if (pm->at_ns && now - pm->at_ns < PULL_EVERY_NS) continue;
+    pm->at_ns = now;
+    size_t len;
+    uint8_t *p = wire_schema_encode(c->cfg->cluster_name, c->peer_addr, NULL, 0, &len);
+    if (p) {
+      peer_send(c->pr, addr, FRAME_SCHEMA_PULL, 0, p, len);
+      free(p);
+    }
+  }
+}
+
+/* --------------------------------------------------------- peer frames */
+
+static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *payload) {
+  cluster *c = arg;
+  if (c->state == CL_STOPPED) return;
+  if (h->type == FRAME_GOSSIP) {
+    wire_gossip wg;
+    if (wire_gossip_decode(payload, h->length, &wg) != 0) {
+      log_warn("cluster: malformed gossip message ignored");
+      return;
+    }
+    pthread_mutex_lock(&c->mu);
+    gossip_receive(c->g, wg.from, &wg.m, now_ns());
+    pthread_mutex_unlock(&c->mu);
+    wire_gossip_free(&wg);
+  } else if (h->type == FRAME_SCHEMA_PULL) {
+    wire_schema s;
+    if (wire_schema_decode(payload, h->length, &s) != 0) return;
+    if (!strcmp(s.cluster, c->cfg->cluster_name) && s.from[0])
+      schema_job_start(c, 0, s.from, NULL, 0);
+    wire_schema_free(&s);
+  } else if (h->type == FRAME_SCHEMA_PUSH) {
+    schema_job_start(c, 1, NULL, payload, h->length);
+  } else {
+    log_warn("cluster: unknown peer frame type %u ignored", h->type);
+  }
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+typedef struct load_job {
+  uv_work_t work;
+  cluster *c;
+  uint64_t bytes;
+} load_job;
+
+static void load_work(uv_work_t *w) {
+  load_job *j = w->data;
+  result r;
+  result_init(&r);
+  if (storage_info(j->c->st, &r) == 0)
+    for (size_t i = 0; i < r.ninfo; i++)
+      if (!strcmp(r.info[i].key, "storage.sst_bytes") ||
+          !strcmp(r.info[i].key, "storage.memtable_bytes"))
+        j->bytes += strtoull(r.info[i].value, NULL, 10);
+  result_free(&r);
+}
+
+static void load_done(uv_work_t *w, int status) {
+  load_job *j = w->data;
+  cluster *c = j->c;
+  (void)status;
+  if (c->state != CL_STOPPED) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, j->bytes);
+    pthread_mutex_lock(&c->mu);
+    c->load = j->bytes;
+    gossip_set_local(c->g, GK_LOAD, buf);
+    pthread_mutex_unlock(&c->mu);
+  }
+  free(j);
+}
+
+static int save_tokens(cluster *c) {
+  char *s = tokens_to_string(c->tokens, c->ntokens);
+  if (s == NULL) return CELLAR_ENOMEM;
+  /* a small write to the system CF: done on the loop once per node life */
+  int rc = storage_system_put(c->st, "node/tokens", 11, s, strlen(s));
+  if (rc == 0) rc = gossip_set_local(c->g, GK_TOKENS, s);
+  free(s);
+  return rc;
+}
+
+/* Caller holds c->mu. One step of the join lifecycle per tick. */
+static void do_lifecycle(cluster *c) {
+  c->ticks++;
+  if (c->state == CL_JOINING && c->ticks >= JOINING_TICKS) {
+    gossip_set_local(c->g, GK_STATUS, "normal");
+    c->state = CL_NORMAL;
+    c->ring_dirty = 1;
+    log_info("cluster: normal, owning %zu tokens", c->ntokens);
+    return;
+  }
+  if (c->state != CL_WAIT || c->ticks < WAIT_TICKS) return;
+  /* who else is there, and is this address already taken? */
+  size_t live_normal = 0;
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    if (e->is_self) continue;
+    const char *st = e->states[GK_STATUS].value;
+    const char *addr = e->states[GK_PEER_ADDR].value;
+    if (addr && !strcmp(addr, c->peer_addr) && st && strcmp(st, "left") &&
+        strncmp(st, "removed", 7)) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "address %s belongs to node %s (%s) in this cluster; "
+               "this node has another identity (was its data wiped?): remove the old "
+               "node first (cellar-admin removenode %s)", c->peer_addr, e->host_id, st,
+               e->host_id);
+      c->state = CL_STOPPED;
+      if (c->fatal) c->fatal(c->fatal_arg, msg);
+      return;
+    }
+    if (e->alive && in_ring_status(st)) live_normal++;
+  }
+  if (live_normal == 0 && c->ticks < WAIT_TICKS_MAX) return;
+  if (live_normal == 0) log_warn("cluster: no live member found after %d rounds; "
+                                 "starting a ring of my own", c->ticks);
+  c->ring_dirty = 1;
+  do_rebuild_ring(c);
+  size_t n = (size_t)c->cfg->num_tokens;
+  c->tokens = malloc(n * sizeof *c->tokens);
+  if (c->tokens == NULL) return;
+  uint64_t seed = clock_random64();
+  if (ring_allocate_tokens(&c->ring, n, seed, c->tokens) != 0) return;
+  c->ntokens = n;
+  if (save_tokens(c) != 0) log_error("cluster: cannot save tokens");
+  gossip_set_local(c->g, GK_STATUS, "joining");
+  c->state = CL_JOINING;
+  c->ticks = 0;
+  log_info("cluster: joining with %zu tokens (ring of %zu members)", n, c->ring.nmembers);
+}
+
+static void on_tick(uv_timer_t *t) {
+  cluster *c = t->data;
+  if (c->state == CL_STOPPED) return;
+  pthread_mutex_lock(&c->mu);
+  gossip_tick(c->g, now_ns());
+  do_lifecycle(c);
+  if (c->state != CL_STOPPED) do_pull_mismatched(c);
+  static int n;
+  int refresh = (++n % LOAD_EVERY_TICKS) == 1;
+  pthread_mutex_unlock(&c->mu);
+  if (refresh) {
+    load_job *j = calloc(1, sizeof *j);
+    if (j) {
+      j->c = c;
+      j->work.data = j;
+      if (uv_queue_work(c->loop, &j->work, load_work, load_done) != 0) free(j);
+    }
+  }
+}
+
+int cluster_new(const cluster_options *o, cluster **out) {
+  *out = NULL;
+  cluster *c = calloc(1, sizeof *c);
+  if (c == NULL) return CELLAR_ENOMEM;
+  c->loop = o->loop;
+  c->cfg = o->cfg;
+  c->st = o->st;
+  c->sc = o->sc;
+  snprintf(c->host_id, sizeof c->host_id, "%s", o->host_id);
+  c->generation = o->generation;
+  c->fatal = o->fatal;
+  c->fatal_arg = o->fatal_arg;
+  snprintf(c->peer_addr, sizeof c->peer_addr, "%s:%d", o->cfg->peer_host, o->cfg->peer_port);
+  snprintf(c->client_addr, sizeof c->client_addr, "%s:%d", o->cfg->listen_host,
+           o->cfg->listen_port);
+  pthread_mutex_init(&c->mu, NULL);
+  ring_init(&c->ring);
+  c->ring_dirty = 1;
+
+  char *saved = NULL;
+  int rc = storage_system_scan(c->st, "node/tokens", 11, read_value, &saved);
+  if (rc == 0 && saved && tokens_parse(saved, &c->tokens, &c->ntokens) != 0) {
+    log_error("cluster: saved tokens are unreadable: '%.60s'", saved);
+    rc = CELLAR_ESTORAGE;
+  }
+  free(saved);
+  if (rc) {
+    cluster_free(c);
+    return rc;
+  }
+
+  gossip_config gc = {.cluster = o->cfg->cluster_name, .host_id = c->host_id,
+                      .generation = c->generation, .peer_addr = c->peer_addr,
+                      .phi_threshold = o->cfg->phi_threshold,
+                      .interval_ns = (uint64_t)o->cfg->gossip_interval_ms * 1000000ull,
+                      .rng_seed = clock_random64()};
+  static char seeds[GOSSIP_MAX_SEEDS][GOSSIP_ADDR_MAX];
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", o->cfg->seeds);
+  char *save = NULL;
+  int other_seed = 0;
+  for (char *t = strtok_r(buf, ",", &save); t && gc.nseeds < GOSSIP_MAX_SEEDS;
+       t = strtok_r(NULL, ",", &save)) {
+    snprintf(seeds[gc.nseeds], GOSSIP_ADDR_MAX, "%s", t);
+    gc.seeds[gc.nseeds] = seeds[gc.nseeds];
+    gc.nseeds++;
+    if (strcmp(t, c->peer_addr) != 0) other_seed = 1;
+  }
+  gossip_io io = {.arg = c, .send = io_send, .event = io_event, .wall_s = io_wall};
+  rc = gossip_new(&gc, &io, now_ns(), &c->g);
+  if (rc) {
+    cluster_free(c);
+    return rc;
+  }
+  gossip_set_local(c->g, GK_DC, o->cfg->dc);
+  gossip_set_local(c->g, GK_RACK, o->cfg->rack);
+  gossip_set_local(c->g, GK_ADDR, c->client_addr);
+  gossip_set_local(c->g, GK_LOAD, "0");
+  if (c->ntokens) {
+    char *s = tokens_to_string(c->tokens, c->ntokens);
+    if (s) gossip_set_local(c->g, GK_TOKENS, s);
+    free(s);
+    gossip_set_local(c->g, GK_STATUS, "normal");
+    c->state = CL_NORMAL;
+    log_info("cluster: restarting with my %zu saved tokens", c->ntokens);
+  } else if (!other_seed) {
+    c->ntokens = (size_t)o->cfg->num_tokens;
+    c->tokens = malloc(c->ntokens * sizeof *c->tokens);
+    if (c->tokens == NULL || ring_allocate_tokens(&c->ring, c->ntokens, clock_random64(),
+                                                  c->tokens) != 0 ||
+        save_tokens(c) != 0) {
+      cluster_free(c);
+      return CELLAR_ESTORAGE;
+    }
+    gossip_set_local(c->g, GK_STATUS, "normal");
+    c->state = CL_NORMAL;
+    log_info("cluster: first node of a new ring, %zu tokens", c->ntokens);
+  } else {
+    c->state = CL_WAIT;
+  }
+  *out = c;
+  return 0;
+}
+
+int cluster_start(cluster *c) {
+  int rc = peer_new(c->loop, c->cfg->max_frame_bytes, 64u << 20, on_peer_frame, c, &c->pr);
+  if (rc) return rc;
+  rc = peer_listen(c->pr, c->cfg->peer_host, c->cfg->peer_port);
+  if (rc) return rc;
+  uv_timer_init(c->loop, &c->timer);
+  c->timer.data = c;
+  uv_async_init(c->loop, &c->schema_async, on_schema_async);
+  c->schema_async.data = c;
+  c->handles_open = 2;
+  announce_schema(c);
+  uv_timer_start(&c->timer, on_tick, 100, (uint64_t)c->cfg->gossip_interval_ms);
+  log_info("cluster: %s dc=%s rack=%s peer %s seeds [%s] state %s", c->cfg->cluster_name,
+           c->cfg->dc, c->cfg->rack, c->peer_addr, c->cfg->seeds, state_names[c->state]);
+  return 0;
+}
+
+static void handle_closed(uv_handle_t *h) {
+  cluster *c = h->data;
+  if (--c->handles_open == 0 && c->pr == NULL && c->stop_done) c->stop_done(c->stop_arg);
+}
+
+static void peer_closed(void *arg) {
+  cluster *c = arg;
+  peer_free(c->pr);
+  c->pr = NULL;
+  if (c->handles_open == 0 && c->stop_done) c->stop_done(c->stop_arg);
+}
+
+void cluster_stop(cluster *c, void (*done)(void *), void *arg) {
+  c->state = CL_STOPPED;
+  c->stop_done = done;
+  c->stop_arg = arg;
+  if (c->handles_open) {
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    uv_close((uv_handle_t *)&c->schema_async, handle_closed);
+  }
+  if (c->pr) peer_close(c->pr, peer_closed, c);
+  else if (c->handles_open == 0 && done) done(arg);
+}
+
+void cluster_free(cluster *c) {
+  if (c == NULL) return;
+  gossip_free(c->g);
+  ring_free(&c->ring);
+  free(c->tokens);
+  free(c->pulls);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+const char *cluster_state_name(cluster *c) { return state_names[c->state]; }
+
+/* ------------------------------------------------------------- views */
+
+static const char *or_empty(const char *s) { return s ? s : ""; }
+
+/* Caller holds c->mu. */
+static void do_fill_member(cluster *c, const gossip_endpoint *e, res_member *m,
+                           const double *own, uint64_t now) {
+  memset(m, 0, sizeof *m);
+  snprintf(m->host_id, sizeof m->host_id, "%s", e->host_id);
+  snprintf(m->address, sizeof m->address, "%s", or_empty(e->states[GK_ADDR].value));
+  snprintf(m->peer_address, sizeof m->peer_address, "%s", or_empty(e->states[GK_PEER_ADDR].value));
+  snprintf(m->dc, sizeof m->dc, "%s", or_empty(e->states[GK_DC].value));
+  snprintf(m->rack, sizeof m->rack, "%s", or_empty(e->states[GK_RACK].value));
+  const char *st = e->is_self ? (c->state == CL_WAIT ? "joining" : or_empty(e->states[GK_STATUS].value))
+                              : or_empty(e->states[GK_STATUS].value);
+  snprintf(m->status, sizeof m->status, "%s", *st ? st : "joining");
+  m->up = e->is_self ? 1 : e->alive;
+  m->load = strtoull(or_empty(e->states[GK_LOAD].value), NULL, 10);
+  const char *t = e->states[GK_TOKENS].value;
+  if (t && *t) {
+    m->tokens = 1;
+    for (; *t; t++) m->tokens += *t == ',';
+  }
+  int idx = ring_find(&c->ring, e->host_id);
+  m->owns = idx >= 0 && own ? own[idx] : 0;
+  m->generation = e->generation;
+  m->phi = e->is_self ? 0 : fd_phi(&e->fd, now);
+  snprintf(m->schema, sizeof m->schema, "%s", or_empty(e->states[GK_SCHEMA].value));
+}
+
+int cluster_view_status(cluster *c, const keyspace_def *ks, result *out) {
+  pthread_mutex_lock(&c->mu);
+  do_rebuild_ring(c);
+  size_t n = gossip_count(c->g);
+  double *own = calloc(c->ring.nmembers + 1, sizeof *own);
+  out->members = calloc(n + 1, sizeof *out->members);
+  int rc = 0;
+  if (own == NULL || out->members == NULL) {
+    rc = result_error(out, CELLAR_ENOMEM, "out of memory");
+  } else {
+    ring_ownership(&c->ring, ks, own);
+    uint64_t now = now_ns();
+    for (size_t i = 0; i < n; i++) do_fill_member(c, gossip_at(c->g, i), &out->members[i], own, now);
+    out->nmembers = n;
+  }
+  free(own);
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+int cluster_view_endpoints(cluster *c, const keyspace_def *ks, const void *key,
+                           size_t nkey, result *out) {
+  pthread_mutex_lock(&c->mu);
+  do_rebuild_ring(c);
+  size_t max = c->ring.nmembers;
+  uint32_t *reps = calloc(max + 1, sizeof *reps);
+  out->members = calloc(max + 1, sizeof *out->members);
+  int rc = 0;
+  if (reps == NULL || out->members == NULL) {
+    rc = result_error(out, CELLAR_ENOMEM, "out of memory");
+  } else {
+    size_t n = ring_replicas(&c->ring, ks, token_of(key, nkey), reps, max);
+    uint64_t now = now_ns();
+    for (size_t i = 0; i < n; i++) {
+      const gossip_endpoint *e = gossip_find(c->g, c->ring.members[reps[i]].host_id);
+      if (e) do_fill_member(c, e, &out->members[out->nmembers++], NULL, now);
+    }
+  }
+  free(reps);
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+int cluster_view_ring(cluster *c, result *out) {
+  pthread_mutex_lock(&c->mu);
+  do_rebuild_ring(c);
+  int rc = 0;
+  for (size_t i = 0; i < c->ring.ntokens && rc == 0; i++) {
+    const ring_member *m = &c->ring.members[c->ring.tokens[i].member];
+    const gossip_endpoint *e = gossip_find(c->g, m->host_id);
+    char key[24];
+    snprintf(key, sizeof key, "%" PRId64, c->ring.tokens[i].token);
+    rc = result_add_info(out, key, "%s %s %s %s %s", m->host_id,
+                         e ? or_empty(e->states[GK_ADDR].value) : "", m->dc, m->rack,
+                         e && (e->is_self || e->alive) ? "up" : "down");
+  }
+  pthread_mutex_unlock(&c->mu);
+  return rc ? result_error(out, rc, "out of memory") : 0;
+}

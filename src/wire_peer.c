@@ -1,0 +1,188 @@
+/* wire_peer: protobuf packing of gossip and schema sync messages. */
+#include <stdlib.h>
+#include <string.h>
+#include "cellar.pb-c.h"
+#include "cellar/cellar.h"
+#include "wire_peer.h"
+
+#define MAX_ENTRIES 10000
+
+uint8_t *wire_gossip_encode(const gossip_msg *m, const char *from, size_t *len) {
+  Cellar__Wire__GossipMessage pm = CELLAR__WIRE__GOSSIP_MESSAGE__INIT;
+  pm.type = (uint32_t)m->type;
+  pm.cluster = (char *)(m->cluster ? m->cluster : "");
+  pm.from = (char *)(from ? from : "");
+  size_t nitems = 0;
+  for (size_t i = 0; i < m->ndeltas; i++) nitems += m->deltas[i].nitems;
+  /* one allocation for every sub-message and pointer array */
+  size_t need = m->ndigests * (sizeof(Cellar__Wire__GossipDigest) + sizeof(void *)) +
+                m->ndeltas * (sizeof(Cellar__Wire__GossipDelta) + sizeof(void *)) +
+                nitems * (sizeof(Cellar__Wire__GossipItem) + sizeof(void *));
+  char *mem = malloc(need ? need : 1);
+  if (mem == NULL) return NULL;
+  char *at = mem;
+  Cellar__Wire__GossipDigest **dp = (void *)at;
+  at += m->ndigests * sizeof(void *);
+  Cellar__Wire__GossipDelta **xp = (void *)at;
+  at += m->ndeltas * sizeof(void *);
+  Cellar__Wire__GossipItem **ip = (void *)at;
+  at += nitems * sizeof(void *);
+  for (size_t i = 0; i < m->ndigests; i++) {
+    Cellar__Wire__GossipDigest *d = (void *)at;
+    at += sizeof *d;
+    cellar__wire__gossip_digest__init(d);
+    d->host_id = (char *)m->digests[i].host_id;
+    d->generation = m->digests[i].generation;
+    d->max_version = m->digests[i].max_version;
+    dp[i] = d;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < m->ndeltas; i++) {
+    const gossip_delta *src = &m->deltas[i];
+    Cellar__Wire__GossipDelta *d = (void *)at;
+    at += sizeof *d;
+    cellar__wire__gossip_delta__init(d);
+    d->host_id = (char *)src->host_id;
+    d->generation = src->generation;
+    d->heartbeat = src->heartbeat;
+    d->n_items = src->nitems;
+    d->items = ip + k;
+    for (size_t j = 0; j < src->nitems; j++) {
+      Cellar__Wire__GossipItem *it = (void *)at;
+      at += sizeof *it;
+      cellar__wire__gossip_item__init(it);
+      it->key = (uint32_t)src->items[j].key;
+      it->value = (char *)src->items[j].value;
+      it->version = src->items[j].version;
+      ip[k++] = it;
+    }
+    xp[i] = d;
+  }
+  pm.n_digests = m->ndigests;
+  pm.digests = dp;
+  pm.n_deltas = m->ndeltas;
+  pm.deltas = xp;
+  size_t n = cellar__wire__gossip_message__get_packed_size(&pm);
+  uint8_t *out = malloc(n ? n : 1);
+  if (out) {
+    cellar__wire__gossip_message__pack(&pm, out);
+    *len = n;
+  }
+  free(mem);
+  return out;
+}
+
+int wire_gossip_decode(const uint8_t *p, size_t n, wire_gossip *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__GossipMessage *pm = cellar__wire__gossip_message__unpack(NULL, n, p);
+  if (pm == NULL) return CELLAR_EPROTO;
+  out->pb = pm;
+  if (pm->n_digests > MAX_ENTRIES || pm->n_deltas > MAX_ENTRIES || pm->type < 1 ||
+      pm->type > 3)
+    goto bad;
+  out->m.type = (int)pm->type;
+  out->m.cluster = pm->cluster;
+  out->from = pm->from;
+  out->m.ndigests = pm->n_digests;
+  out->m.digests = calloc(pm->n_digests + 1, sizeof *out->m.digests);
+  out->m.ndeltas = pm->n_deltas;
+  out->m.deltas = calloc(pm->n_deltas + 1, sizeof *out->m.deltas);
+  if (out->m.digests == NULL || out->m.deltas == NULL) goto bad;
+  for (size_t i = 0; i < pm->n_digests; i++) {
+    const Cellar__Wire__GossipDigest *d = pm->digests[i];
+    if (strlen(d->host_id) >= GOSSIP_HOST_ID_MAX) goto bad;
+    strcpy(out->m.digests[i].host_id, d->host_id);
+    out->m.digests[i].generation = d->generation;
+    out->m.digests[i].max_version = d->max_version;
+  }
+  for (size_t i = 0; i < pm->n_deltas; i++) {
+    const Cellar__Wire__GossipDelta *d = pm->deltas[i];
+    gossip_delta *x = &out->m.deltas[i];
+    if (strlen(d->host_id) >= GOSSIP_HOST_ID_MAX || d->n_items > GK_COUNT) goto bad;
+    strcpy(x->host_id, d->host_id);
+    x->generation = d->generation;
+    x->heartbeat = d->heartbeat;
+    for (size_t j = 0; j < d->n_items; j++) {
+      const Cellar__Wire__GossipItem *it = d->items[j];
+      if (it->key >= GK_COUNT || strlen(it->value) > 65536) goto bad;
+      x->items[x->nitems].key = (int)it->key;
+      x->items[x->nitems].value = it->value;
+      x->items[x->nitems].version = it->version;
+      x->nitems++;
+    }
+  }
+  return 0;
+bad:
+  wire_gossip_free(out);
+  return CELLAR_EPROTO;
+}
+
+void wire_gossip_free(wire_gossip *g) {
+  free(g->m.digests);
+  free(g->m.deltas);
+  if (g->pb) cellar__wire__gossip_message__free_unpacked(g->pb, NULL);
+  memset(g, 0, sizeof *g);
+}
+
+uint8_t *wire_schema_encode(const char *cluster, const char *from,
+                            const wire_record *recs, size_t n, size_t *len) {
+  Cellar__Wire__SchemaSync s = CELLAR__WIRE__SCHEMA_SYNC__INIT;
+  s.cluster = (char *)(cluster ? cluster : "");
+  s.from = (char *)(from ? from : "");
+  Cellar__Wire__SchemaRecord *r = calloc(n + 1, sizeof *r);
+  Cellar__Wire__SchemaRecord **rp = calloc(n + 1, sizeof *rp);
+  uint8_t *out = NULL;
+  if (r == NULL || rp == NULL) goto out;
+  for (size_t i = 0; i < n; i++) {
+    cellar__wire__schema_record__init(&r[i]);
+    r[i].key.data = (uint8_t *)recs[i].k;
+    r[i].key.len = recs[i].nk;
+    r[i].value.data = (uint8_t *)recs[i].v;
+    r[i].value.len = recs[i].nv;
+    rp[i] = &r[i];
+  }
+  s.n_records = n;
+  s.records = rp;
+  size_t sz = cellar__wire__schema_sync__get_packed_size(&s);
+  out = malloc(sz ? sz : 1);
+  if (out) {
+    cellar__wire__schema_sync__pack(&s, out);
+    *len = sz;
+  }
+out:
+  free(r);
+  free(rp);
+  return out;
+}
+
+int wire_schema_decode(const uint8_t *p, size_t n, wire_schema *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__SchemaSync *s = cellar__wire__schema_sync__unpack(NULL, n, p);
+  if (s == NULL) return CELLAR_EPROTO;
+  out->pb = s;
+  if (s->n_records > MAX_ENTRIES) {
+    wire_schema_free(out);
+    return CELLAR_EPROTO;
+  }
+  out->cluster = s->cluster;
+  out->from = s->from;
+  out->n = s->n_records;
+  out->recs = calloc(s->n_records + 1, sizeof *out->recs);
+  if (out->recs == NULL) {
+    wire_schema_free(out);
+    return CELLAR_ENOMEM;
+  }
+  for (size_t i = 0; i < s->n_records; i++) {
+    out->recs[i].k = s->records[i]->key.data;
+    out->recs[i].nk = s->records[i]->key.len;
+    out->recs[i].v = s->records[i]->value.data;
+    out->recs[i].nv = s->records[i]->value.len;
+  }
+  return 0;
+}
+
+void wire_schema_free(wire_schema *s) {
+  free(s->recs);
+  if (s->pb) cellar__wire__schema_sync__free_unpacked(s->pb, NULL);
+  memset(s, 0, sizeof *s);
+}
