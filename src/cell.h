@@ -4,7 +4,7 @@
 **
 **   offset size   field
 **      0    1     format version (CELL_FORMAT_VERSION = 1)
-**      1    1     flags: CELL_F_TOMBSTONE | CELL_F_HAS_EXPIRY | CELL_F_HAS_CLOCK
+**      1    1     flags: CELL_F_TOMBSTONE, CELL_F_HAS_EXPIRY, CELL_F_HAS_CLOCK
 **      2    8     timestamp, microseconds, big-endian signed
 **     10    4     TOMBSTONE: local deletion time; HAS_EXPIRY: expires_at
 **                 (seconds, big-endian); absent otherwise

@@ -466,6 +466,21 @@ const char *cellar_result_info_value(const cellar_result_t *r, size_t i) {
   return r->pb->info[i]->value;
 }
 
+size_t cellar_result_member_count(const cellar_result_t *r) {
+  return (r && r->pb) ? r->pb->n_members : 0;
+}
+
+int cellar_result_member(const cellar_result_t *r, size_t i, cellar_member_t *out) {
+  if (out == NULL || i >= cellar_result_member_count(r)) return CELLAR_EINVAL;
+  const Cellar__Wire__Member *m = r->pb->members[i];
+  *out = (cellar_member_t){
+    .host_id = m->host_id, .address = m->address, .peer_address = m->peer_address,
+    .datacenter = m->datacenter, .rack = m->rack, .status = m->status, .up = m->up,
+    .load = m->load, .tokens = m->tokens, .owns = m->owns,
+    .generation = m->generation, .phi = m->phi, .schema = m->schema};
+  return 0;
+}
+
 /* ========================================================= small helpers */
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }

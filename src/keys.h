@@ -3,9 +3,9 @@
 ** family (docs/storage.md has the full picture).
 **
 **   base      = table_id (8, big-endian) | token (8, token_encode) | esc(pk)
-**   partition = base | 0x00                                (partition tombstone)
-**   row       = base | 0x01 | esc(ck) | 0x00               (row tombstone)
-**   cell      = base | 0x01 | esc(ck) | 0x01 | column      (column raw, last)
+**   partition = base | 0x00                            (partition tombstone)
+**   row       = base | 0x01 | esc(ck) | 0x00           (row tombstone)
+**   cell      = base | 0x01 | esc(ck) | 0x01 | column  (column raw, last)
 **
 **   esc(x)    = x with every 0x00 replaced by 0x00 0xFF, then 0x00 0x01
 **
@@ -34,7 +34,7 @@
 
 /* Component separators after esc(pk) and after esc(ck). */
 #define KEYS_TAG_TOMBSTONE 0x00   /* partition / row tombstone entry */
-#define KEYS_TAG_NEXT 0x01        /* rows follow (after pk) / column follows (after ck) */
+#define KEYS_TAG_NEXT 0x01        /* after pk: rows follow; after ck: a column */
 #define KEYS_TAG_END 0x02         /* sorts after every key of the prefix */
 
 #define KEYS_TABLE_BYTES 8

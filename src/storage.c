@@ -58,13 +58,23 @@
 **     one partition with its upper bound inside the same prefix, so it
 **     seeks in prefix mode and skips files without the partition. Scans
 **     that cross partitions (storage_count_raw, drop of the last table
-**     id) set total_order_seek.
+**     id) set total_order_seek. The memtable has a bloom filter on whole
+**     keys and prefixes too: the read before a write mostly misses.
 **
 ** Write path (storage_put / storage_delete):
 **
 **   build keys+versions --sort, merge duplicates--> lock stripe
 **     --> batched MultiGet of the stored versions --> cell_merge each
 **     --> WriteBatch of the winners --> unlock
+**
+** Read path (storage_read), one iterator bounded above by the query's end:
+**
+**   seek(partition tombstone key) --found--> note its ts, next
+**     --> seek(start bound), only if still before it
+**     --> each key: row tombstone -> note its ts
+**                   cell live (note 3) -> append; the row is added at its
+**                   first live cell, so dead rows never show
+**     --> a live row beyond the limit: *more = 1, stop
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -347,10 +357,11 @@ static rocksdb_options_t *cf_options(const storage_options *o, storage *s,
 
   rocksdb_options_set_create_if_missing(opt, 1);
   rocksdb_options_set_create_missing_column_families(opt, 1);
-  rocksdb_options_set_max_background_jobs(opt, o->background_jobs);
+  rocksdb_options_set_max_background_jobs(
+      opt, o->background_jobs > 0 ? o->background_jobs : 2);
   rocksdb_options_set_max_subcompactions(opt, 1);   /* note 4 */
   rocksdb_options_set_keep_log_file_num(opt, 4);
-  size_t wb = o->write_buffer_bytes;
+  size_t wb = o->write_buffer_bytes ? o->write_buffer_bytes : 32u << 20;
   if (which == CF_SYSTEM && wb > (4u << 20)) wb = 4u << 20;
   rocksdb_options_set_write_buffer_size(opt, wb);
   if (which == CF_DATA) {

@@ -798,6 +798,39 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
   resp.n_info = res->ninfo;
   resp.info = res->ninfo ? infp : NULL;
 
+  /* cluster members (ADMIN status, getendpoints) */
+  Cellar__Wire__Member *mem = NULL, **memp = NULL;
+  if (res->nmembers) {
+    mem = calloc(res->nmembers, sizeof *mem);
+    memp = calloc(res->nmembers, sizeof *memp);
+    if (mem == NULL || memp == NULL) {
+      free(mem);
+      free(memp);
+      free(scratch);
+      return NULL;
+    }
+    for (size_t i = 0; i < res->nmembers; i++) {
+      const res_member *m = &res->members[i];
+      cellar__wire__member__init(&mem[i]);
+      mem[i].host_id = (char *)m->host_id;
+      mem[i].address = (char *)m->address;
+      mem[i].peer_address = (char *)m->peer_address;
+      mem[i].datacenter = (char *)m->dc;
+      mem[i].rack = (char *)m->rack;
+      mem[i].status = (char *)m->status;
+      mem[i].up = m->up;
+      mem[i].load = m->load;
+      mem[i].tokens = m->tokens;
+      mem[i].owns = m->owns;
+      mem[i].generation = m->generation;
+      mem[i].phi = m->phi;
+      mem[i].schema = (char *)m->schema;
+      memp[i] = &mem[i];
+    }
+    resp.n_members = res->nmembers;
+    resp.members = memp;
+  }
+
   uint8_t *out = NULL;
   size_t packed = cellar__wire__response__get_packed_size(&resp);
   if (packed > CELLAR_MAX_FRAME_BYTES) {  /* note 4 */
@@ -809,6 +842,8 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
   } else {
     out = pack_frame(type, id, &resp, packed, len);
   }
+  free(mem);
+  free(memp);
   free(scratch);
   return out;
 }

@@ -39,6 +39,10 @@ static void usage(FILE *f) {
     "  compact             compact the node's storage\n"
     "  flush               flush memtables to disk\n"
     "  snapshot NAME       take a snapshot (RocksDB checkpoint) named NAME\n"
+    "  status [KS]         members per datacenter, like nodetool status\n"
+    "                      (ownership effective for keyspace KS when given)\n"
+    "  ring                every token of the ring and its owner\n"
+    "  getendpoints KS TABLE KEY   the replicas of a partition key\n"
     "options:\n"
     "  -h, --host HOST:PORT  node to talk to (default " DEFAULT_HOST ")\n"
     "  --timeout MS          request timeout (default 60000)\n"
@@ -258,6 +262,160 @@ static int cmd_admin(cellar_client_t *c, const char *host, const char *command,
   return 0;
 }
 
+/* ------------------------------------------------------- cluster views */
+
+static void human_bytes(uint64_t b, char *out, size_t n) {
+  const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = (double)b;
+  int i = 0;
+  while (v >= 1024 && i < 4) {
+    v /= 1024;
+    i++;
+  }
+  snprintf(out, n, i ? "%.2f %s" : "%.0f %s", v, u[i]);
+}
+
+static char state_letter(const char *status) {
+  if (!strcmp(status, "normal")) return 'N';
+  if (!strcmp(status, "joining")) return 'J';
+  if (!strcmp(status, "leaving")) return 'L';
+  if (!strcmp(status, "moving")) return 'M';
+  return '?';
+}
+
+static int member_cmp(const void *a, const void *b) {
+  const cellar_member_t *x = a, *y = b;
+  int c = strcmp(x->datacenter, y->datacenter);
+  return c ? c : strcmp(x->address, y->address);
+}
+
+static void print_members_json(const cellar_member_t *m, size_t n) {
+  printf("[");
+  for (size_t i = 0; i < n; i++) {
+    printf("%s{\"host_id\":", i ? "," : "");
+    json_string(m[i].host_id);
+    printf(",\"address\":");
+    json_string(m[i].address);
+    printf(",\"peer_address\":");
+    json_string(m[i].peer_address);
+    printf(",\"datacenter\":");
+    json_string(m[i].datacenter);
+    printf(",\"rack\":");
+    json_string(m[i].rack);
+    printf(",\"status\":");
+    json_string(m[i].status);
+    printf(",\"up\":%s,\"load\":%llu,\"tokens\":%u,\"owns\":%.6f,"
+           "\"generation\":%llu,\"phi\":%.3f,\"schema\":",
+           m[i].up ? "true" : "false", (unsigned long long)m[i].load, m[i].tokens,
+           m[i].owns, (unsigned long long)m[i].generation, m[i].phi);
+    json_string(m[i].schema);
+    printf("}");
+  }
+  printf("]");
+}
+
+static int cmd_members(cellar_client_t *c, const char *host, const char *command,
+                       const char *arg, const char *ks, int json) {
+  cellar_result_t *res = NULL;
+  int rc = cellar_admin(c, command, arg, &res);
+  if (rc != 0) {
+    int st = failed(command, host, rc, res);
+    cellar_result_free(res);
+    return st;
+  }
+  size_t n = cellar_result_member_count(res);
+  cellar_member_t *m = calloc(n + 1, sizeof *m);
+  for (size_t i = 0; i < n; i++) cellar_result_member(res, i, &m[i]);
+  if (!strcmp(command, "status")) qsort(m, n, sizeof *m, member_cmp);
+  if (json) {
+    printf("{\"node\":");
+    json_string(host);
+    printf(",\"command\":");
+    json_string(command);
+    if (ks) {
+      printf(",\"keyspace\":");
+      json_string(ks);
+    }
+    printf(",\"members\":");
+    print_members_json(m, n);
+    printf("}\n");
+  } else if (!strcmp(command, "getendpoints")) {
+    for (size_t i = 0; i < n; i++) printf("%s\n", m[i].address);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      if (i == 0 || strcmp(m[i].datacenter, m[i - 1].datacenter)) {
+        size_t l = strlen(m[i].datacenter) + 12;
+        printf("%sDatacenter: %s\n", i ? "\n" : "", m[i].datacenter);
+        for (size_t k = 0; k < l; k++) putchar('=');
+        printf("\nStatus=Up/Down\n|/ State=Normal/Leaving/Joining/Moving\n");
+        printf("--  %-21s  %-10s  %-6s  %-16s  %-36s  %s\n", "Address", "Load", "Tokens",
+               ks ? "Owns (effective)" : "Owns", "Host ID", "Rack");
+      }
+      char load[32];
+      human_bytes(m[i].load, load, sizeof load);
+      char owns[16];
+      snprintf(owns, sizeof owns, "%.1f%%", m[i].owns * 100);
+      printf("%c%c  %-21s  %-10s  %-6u  %-16s  %-36s  %s\n", m[i].up ? 'U' : 'D',
+             state_letter(m[i].status), m[i].address, load, m[i].tokens, owns,
+             m[i].host_id, m[i].rack);
+    }
+  }
+  free(m);
+  cellar_result_free(res);
+  return 0;
+}
+
+typedef struct ring_line {
+  long long token;
+  const char *value;
+} ring_line;
+
+static int ring_cmp(const void *a, const void *b) {
+  long long x = ((const ring_line *)a)->token, y = ((const ring_line *)b)->token;
+  return (x > y) - (x < y);
+}
+
+static int cmd_ring(cellar_client_t *c, const char *host, int json) {
+  cellar_result_t *res = NULL;
+  int rc = cellar_admin(c, "ring", NULL, &res);
+  if (rc != 0) {
+    int st = failed("ring", host, rc, res);
+    cellar_result_free(res);
+    return st;
+  }
+  size_t n = cellar_result_info_count(res);
+  ring_line *l = calloc(n + 1, sizeof *l);
+  for (size_t i = 0; i < n; i++) {
+    l[i].token = strtoll(cellar_result_info_key(res, i), NULL, 10);
+    l[i].value = cellar_result_info_value(res, i);
+  }
+  qsort(l, n, sizeof *l, ring_cmp);
+  if (json) printf("{\"node\":\"%s\",\"command\":\"ring\",\"tokens\":[", host);
+  else printf("%-21s  %-8s  %-8s  %-6s  %-36s  %s\n", "Address", "DC", "Rack", "Status",
+              "Host ID", "Token");
+  for (size_t i = 0; i < n; i++) {
+    char hid[64] = "", addr[80] = "", dc[64] = "", rack[64] = "", st[16] = "";
+    sscanf(l[i].value, "%63s %79s %63s %63s %15s", hid, addr, dc, rack, st);
+    if (json) {
+      printf("%s{\"token\":\"%lld\",\"host_id\":", i ? "," : "", l[i].token);
+      json_string(hid);
+      printf(",\"address\":");
+      json_string(addr);
+      printf(",\"datacenter\":");
+      json_string(dc);
+      printf(",\"rack\":");
+      json_string(rack);
+      printf(",\"up\":%s}", strcmp(st, "up") ? "false" : "true");
+    } else {
+      printf("%-21s  %-8s  %-8s  %-6s  %-36s  %lld\n", addr, dc, rack, st, hid, l[i].token);
+    }
+  }
+  if (json) printf("]}\n");
+  free(l);
+  cellar_result_free(res);
+  return 0;
+}
+
 static void ttl_text(uint32_t s, char *out, size_t n) {
   if (s == 0) snprintf(out, n, "none");
   else snprintf(out, n, "%" PRIu32 "s", s);
@@ -384,6 +542,29 @@ int main(int argc, char **argv) {
     return cmd_token(pos[1], hex, json);
   }
   if (hex) usage_error("--hex is only for the token command%s", "");
+
+  if (!strcmp(cmd, "status") || !strcmp(cmd, "ring") || !strcmp(cmd, "getendpoints")) {
+    char arg[512] = "";
+    const char *ks = NULL;
+    if (!strcmp(cmd, "status")) {
+      if (npos > 2) usage_error("%s: expects at most one keyspace", cmd);
+      if (npos == 2) {
+        ks = pos[1];
+        snprintf(arg, sizeof arg, "%s", ks);
+      }
+    } else if (!strcmp(cmd, "getendpoints")) {
+      if (npos != 4) usage_error("%s: expects KEYSPACE TABLE KEY", cmd);
+      ks = pos[1];
+      snprintf(arg, sizeof arg, "%s %s %s", pos[1], pos[2], pos[3]);
+    } else if (npos != 1) {
+      usage_error("%s: takes no arguments", cmd);
+    }
+    cellar_client_t *cl = connect_or_die(host, timeout_ms);
+    int st = !strcmp(cmd, "ring") ? cmd_ring(cl, host, json)
+                                  : cmd_members(cl, host, cmd, arg, ks, json);
+    cellar_close(cl);
+    return st;
+  }
 
   int is_admin = !strcmp(cmd, "info") || !strcmp(cmd, "compact") ||
                  !strcmp(cmd, "flush") || !strcmp(cmd, "snapshot");

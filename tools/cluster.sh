@@ -4,12 +4,15 @@
 #   tools/cluster.sh start   install, build, start (default)
 #   tools/cluster.sh stop    SIGTERM every node and wait for a clean drain
 #   tools/cluster.sh status
-# NODES (default 1 until gossip lands: nodes do not know each other yet),
-# PORT (default 7400). Node i listens on 127.0.0.i:PORT.
+# NODES (default 6), PORT (default 7400). Node i listens on 127.0.0.i:PORT for
+# clients and 127.0.0.i:PORT+1 for peers. The first half of the nodes are in
+# datacenter dc1, the rest in dc2, racks alternating rack1/rack2; the first
+# node of each datacenter is a seed. Nodes start one after the other, each
+# once the previous one is normal (tokens are chosen from the ring it sees).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="$root/.cluster"
-nodes=${NODES:-1}
+nodes=${NODES:-6}
 port=${PORT:-7400}
 cmd=${1:-start}
 
@@ -20,23 +23,30 @@ case "$cmd" in
 start)
   bash "$root/tools/build.sh" build
   mkdir -p "$dir"
+  half=$(( (nodes + 1) / 2 ))
+  seeds="127.0.0.1:$((port + 1))"
+  [ "$nodes" -gt 1 ] && seeds="$seeds,127.0.0.$((half + 1)):$((port + 1))"
   for i in $(seq 1 "$nodes"); do
     if alive "$i"; then echo "node$i already running (pid $(cat "$(pidfile "$i")"))"; continue; fi
+    dc=dc1; [ "$i" -gt "$half" ] && dc=dc2
+    rack=rack$(( (i - 1) % 2 + 1 ))
     mkdir -p "$dir/node$i"
-    nohup "$root/build/cellard" --listen "127.0.0.$i:$port" --data-dir "$dir/node$i/data" \
-      --node-name "node$i" >"$dir/node$i/cellard.log" 2>&1 &
+    nohup "$root/build/cellard" --listen "127.0.0.$i:$port" --peer-listen "127.0.0.$i:$((port + 1))" \
+      --data-dir "$dir/node$i/data" --node-name "node$i" --seeds "$seeds" --dc "$dc" \
+      --rack "$rack" >>"$dir/node$i/cellard.log" 2>&1 &
     echo $! >"$(pidfile "$i")"
-  done
-  for i in $(seq 1 "$nodes"); do
-    for _ in $(seq 1 100); do
-      "$root/build/cellar-cli" -h "127.0.0.$i:$port" ping >/dev/null 2>&1 && break
+    for _ in $(seq 1 300); do
+      grep -qE "cluster: (normal|first node|restarting)" "$dir/node$i/cellard.log" && break
       alive "$i" || { echo "node$i failed to start:"; tail -5 "$dir/node$i/cellard.log"; exit 1; }
       sleep 0.1
     done
-    echo "node$i up: 127.0.0.$i:$port  data $dir/node$i/data  log $dir/node$i/cellard.log"
+    echo "node$i up: 127.0.0.$i:$port ($dc/$rack)  data $dir/node$i/data  log $dir/node$i/cellard.log"
   done
+  sleep 2
+  "$root/build/cellar-admin" -h "127.0.0.1:$port" status || true
   echo
-  echo "try:  build/cellar-cli -h 127.0.0.1:$port create-keyspace shop SimpleStrategy:1"
+  echo "try:  build/cellar-admin status"
+  echo "      build/cellar-cli -h 127.0.0.1:$port create-keyspace shop SimpleStrategy:1"
   echo "      build/cellar-cli -h 127.0.0.1:$port create-table shop.items"
   echo "      build/cellar-cli -h 127.0.0.1:$port put shop.items sku42 '' price=12.50 name=teapot"
   echo "      build/cellar-cli -h 127.0.0.1:$port get shop.items sku42"

@@ -347,6 +347,29 @@ size_t cellar_result_info_count(const cellar_result_t *r);
 const char *cellar_result_info_key(const cellar_result_t *r, size_t i);
 const char *cellar_result_info_value(const cellar_result_t *r, size_t i);
 
+/* ADMIN "status" and "getendpoints": members of the cluster as the node
+** answering sees them. Strings are borrowed, valid until
+** cellar_result_free(r). */
+typedef struct cellar_member {
+  const char *host_id;
+  const char *address;         /* client address host:port */
+  const char *peer_address;    /* node-to-node address */
+  const char *datacenter;
+  const char *rack;
+  const char *status;          /* joining | normal | leaving | left */
+  int up;                      /* the answering node's failure detector */
+  uint64_t load;               /* bytes on disk */
+  uint32_t tokens;
+  double owns;                 /* 0..1: effective for the keyspace asked, else primary */
+  uint64_t generation;
+  double phi;
+  const char *schema;          /* schema version */
+} cellar_member_t;
+
+size_t cellar_result_member_count(const cellar_result_t *r);
+/* 0, or CELLAR_EINVAL when i is out of range. */
+int cellar_result_member(const cellar_result_t *r, size_t i, cellar_member_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -158,6 +158,11 @@ static void check_round_trip(const tuple *t) {
   size_t nb = keys_base(base, t->table, t->token, CBYTES(t->pk, t->npk));
   CU_ASSERT_EQUAL(kp.base_len, nb);
   CU_ASSERT(memcmp(base, t->key, nb) == 0);
+  /* the prefix extractor finds the same base, and nothing in a cut one */
+  CU_ASSERT_EQUAL(keys_base_len(t->key, t->nkey), nb);
+  CU_ASSERT_EQUAL(keys_base_len(base, nb), nb);
+  CU_ASSERT_EQUAL(keys_base_len(base, nb - 1), 0);
+  CU_ASSERT_EQUAL(keys_base_len(base, KEYS_HEAD_BYTES), 0);
   if (t->kind == 0) return;
   CU_ASSERT_EQUAL(kp.nck, t->nck);
   CU_ASSERT_EQUAL(keys_unescape(kp.ck_esc, buf), t->nck);

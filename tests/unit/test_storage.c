@@ -748,7 +748,8 @@ static void test_reopen(void) {
 
 static void test_binary_keys(void) {
   storage *s = setup();
-  const char pk[] = "\0\xff\0", ck[] = "\xff\0", col[] = "\0", val[] = "\0\0\xff";
+  const char pk[] = "\0\xff\0", ck[] = "\xff\0", col[] = "\0";
+  const char val[] = "\0\0\xff";
   CU_ASSERT_EQUAL(put1(s, &T3, BN(pk, 3), BN(ck, 2), BN(col, 1), BN(val, 3),
                        100, 0, 1000), 0);
   /* partitions that differ only by zero bytes stay apart */
