@@ -143,6 +143,7 @@ int main(int argc, char **argv) {
   }
   log_set_level(cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  config_finish(&cfg);
 
   char workers[16];
   snprintf(workers, sizeof workers, "%d", cfg.workers);
@@ -190,7 +191,6 @@ int main(int argc, char **argv) {
   engine eng = {.st = st, .sc = sc, .node_id = id.host_id,
                 .data_dir = cfg.data_dir, .max_slice_rows = cfg.max_slice_rows};
   node n = {.loop = uv_default_loop()};
-  config_finish(&cfg);
   cluster_options co = {.loop = n.loop, .cfg = &cfg, .st = st, .sc = sc,
                         .host_id = id.host_id, .generation = id.generation,
                         .fatal = on_fatal, .fatal_arg = &n};

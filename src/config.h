@@ -21,7 +21,7 @@ typedef struct config {
   int max_connections;         /* max_connections = 1024 */
   size_t max_output_bytes;     /* max_connection_output = 64MiB */
   int max_inflight;            /* max_inflight_per_connection = 1024 */
-  int workers;                 /* workers = 4 (storage threads) */
+  int workers;                 /* workers = cores - 1 (storage threads); 0 = auto */
   uint32_t max_slice_rows;     /* max_slice_rows = 1000 */
   int log_level;               /* log_level = info */
   char node_name[64];          /* node_name = (host id) */

@@ -49,6 +49,11 @@ static const char *const type_names[FRAME_TYPE_END] = {
 
 const char *frame_type_name(unsigned type) {
   if (type < FRAME_TYPE_END && type_names[type] != NULL) return type_names[type];
+  switch (type) {                           /* peer port */
+    case FRAME_GOSSIP: return "GOSSIP";
+    case FRAME_SCHEMA_PULL: return "SCHEMA_PULL";
+    case FRAME_SCHEMA_PUSH: return "SCHEMA_PUSH";
+  }
   return "UNKNOWN";
 }
 

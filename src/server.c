@@ -5,12 +5,16 @@
 **
 **  1. Everything in this file runs on the loop thread, except work_run(),
 **     which runs on a libuv worker thread and touches only its batch (and
-**     the thread-safe engine).
+**     the thread-safe engine). The loop only cuts frames and copies their
+**     payloads; decoding, executing and encoding happen on the worker, so
+**     the one loop thread is not the node's bottleneck.
 **  2. A connection's memory is freed only in its close callback, and only
 **     once no batch of it is in work (c->inflight == 0): a batch holds a
 **     pointer to its connection.
 **  3. Answers are sent in the order their batches complete, not in request
-**     order: clients match them by request id.
+**     order: clients match them by request id. Answers ready in one loop
+**     iteration are gathered per connection and written with one writev
+**     from the check phase (flush_dirty), not one write per batch.
 **  4. Backpressure: a connection stops being read while it has more than
 **     max_inflight requests in work or more than max_output bytes written
 **     but not yet sent; reading resumes when both drop below.
@@ -38,7 +42,10 @@
 typedef struct conn conn;
 
 typedef struct job {
-  request *req;                /* NULL when the answer is already in out */
+  uint8_t type;
+  uint32_t id;
+  uint8_t *payload;            /* copy of the frame's payload, malloc'd */
+  size_t len;
   uint8_t *out;                /* encoded answer frame, malloc'd */
   size_t nout;
 } job;
@@ -68,8 +75,12 @@ struct conn {
   int handle_closed;           /* uv_close called */
   frame_reader rd;
   size_t inflight;             /* requests in work */
-  size_t out_bytes;            /* written, not yet sent */
+  size_t out_bytes;            /* written or queued, not yet sent */
   batch *pending;              /* being filled during one read */
+  uv_buf_t *pend;              /* answers waiting for flush_dirty */
+  size_t npend, cappend;
+  int dirty;                   /* on the server's dirty list */
+  conn *next_dirty;
   conn *prev, *next;
 };
 
@@ -83,6 +94,9 @@ struct server {
   void (*drain_done)(void *);
   void *drain_arg;
   conn *conns;                 /* list of open connections */
+  conn *dirty;                 /* connections with answers to flush */
+  uv_check_t flusher;
+  int flusher_on;
   server_stats stats;
   char readbuf[256 * 1024];    /* one buffer: reads are processed at once */
 };
@@ -142,6 +156,52 @@ fail:
   c->state = CONN_CLOSING;
 }
 
+/* Queues one answer (f malloc'd; ownership passes here) for flush_dirty. */
+static void conn_queue(conn *c, uint8_t *f, size_t n) {
+  if (c->handle_closed) {
+    free(f);
+    return;
+  }
+  if (c->npend == c->cappend) {
+    size_t cap = c->cappend ? c->cappend * 2 : 16;
+    uv_buf_t *p = realloc(c->pend, cap * sizeof *p);
+    if (p == NULL) {
+      free(f);
+      c->state = CONN_CLOSING;
+      return;
+    }
+    c->pend = p;
+    c->cappend = cap;
+  }
+  c->pend[c->npend++] = uv_buf_init((char *)f, (unsigned)n);
+  c->out_bytes += n;
+  if (!c->dirty) {
+    c->dirty = 1;
+    c->next_dirty = c->srv->dirty;
+    c->srv->dirty = c;
+  }
+}
+
+/* Check phase: one write per connection for everything queued. */
+static void flush_dirty(uv_check_t *h) {
+  server *s = h->data;
+  conn *c = s->dirty;
+  s->dirty = NULL;
+  while (c) {
+    conn *next = c->next_dirty;
+    c->dirty = 0;
+    c->next_dirty = NULL;
+    size_t n = c->npend, bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += c->pend[i].len;
+    c->npend = 0;
+    c->out_bytes -= bytes;         /* conn_send counts them again */
+    conn_send(c, c->pend, n);
+    conn_update_reading(c);
+    conn_maybe_close(c);
+    c = next;
+  }
+}
+
 static void conn_send_error(conn *c, unsigned type, uint32_t id, int code,
                             const char *msg) {
   size_t n;
@@ -151,8 +211,7 @@ static void conn_send_error(conn *c, unsigned type, uint32_t id, int code,
     c->state = CONN_CLOSING;
     return;
   }
-  uv_buf_t b = uv_buf_init((char *)f, (unsigned)n);
-  conn_send(c, &b, 1);
+  conn_queue(c, f, n);
 }
 
 /* ------------------------------------------------------------- working */
@@ -163,42 +222,40 @@ static void work_run(uv_work_t *w) {
   engine *e = b->c->srv->eng;
   for (size_t i = 0; i < b->n; i++) {
     job *j = &b->jobs[i];
-    if (j->req == NULL) continue;
+    request *req = NULL;
+    char err[256];
+    int rc = wire_decode_request(j->type, j->id, j->payload, j->len, &req, err, sizeof err);
+    free(j->payload);
+    j->payload = NULL;
+    if (rc) {
+      j->out = wire_encode_error(j->type, j->id, rc, err, &j->nout);
+      continue;
+    }
     result res;
     result_init(&res);
-    engine_execute(e, j->req, &res);
-    j->out = wire_encode_response(j->req->type, j->req->id, &res, &j->nout);
+    engine_execute(e, req, &res);
+    j->out = wire_encode_response(j->type, j->id, &res, &j->nout);
     if (j->out == NULL)
-      j->out = wire_encode_error(j->req->type, j->req->id, CELLAR_ENOMEM,
+      j->out = wire_encode_error(j->type, j->id, CELLAR_ENOMEM,
                                  "out of memory encoding the answer", &j->nout);
     result_free(&res);
+    wire_request_free(req);
   }
 }
 
-/* Loop thread: send the answers, release the batch. */
+/* Loop thread: queue the answers, release the batch. */
 static void work_done(uv_work_t *w, int status) {
   batch *b = w->data;
   conn *c = b->c;
-  uv_buf_t stackbufs[32];
-  uv_buf_t *bufs = b->n <= 32 ? stackbufs : malloc(b->n * sizeof *bufs);
-  size_t nb = 0;
   for (size_t i = 0; i < b->n; i++) {
     job *j = &b->jobs[i];
-    if (j->req && j->req->type != FRAME_PING) c->srv->stats.requests++;
-    if (j->req) wire_request_free(j->req);
-    if (j->out == NULL) continue;
+    if (j->type != FRAME_PING) c->srv->stats.requests++;
+    free(j->payload);
     /* a closing connection still gets the answers of what it sent (a
-    ** drain answers every request it read); conn_send drops them if the
-    ** socket is gone */
-    if (bufs == NULL) {
-      free(j->out);
-      continue;
-    }
-    bufs[nb++] = uv_buf_init((char *)j->out, (unsigned)j->nout);
+    ** drain answers every request it read) */
+    if (j->out) conn_queue(c, j->out, j->nout);
   }
   c->inflight -= b->n;
-  if (bufs) conn_send(c, bufs, nb);
-  if (bufs != stackbufs) free(bufs);
   free(b->jobs);
   free(b);
   (void)status;
@@ -206,7 +263,7 @@ static void work_done(uv_work_t *w, int status) {
   conn_maybe_close(c);
 }
 
-static int batch_add(conn *c, request *req) {
+static int batch_add(conn *c, const frame_header *h, const uint8_t *payload) {
   batch *b = c->pending;
   if (b == NULL) {
     b = calloc(1, sizeof *b);
@@ -222,7 +279,11 @@ static int batch_add(conn *c, request *req) {
     b->jobs = j;
     b->cap = cap;
   }
-  b->jobs[b->n++] = (job){.req = req};
+  uint8_t *copy = malloc(h->length ? h->length : 1);
+  if (copy == NULL) return CELLAR_ENOMEM;
+  if (h->length) memcpy(copy, payload, h->length);
+  b->jobs[b->n++] = (job){.type = h->type, .id = h->request_id, .payload = copy,
+                          .len = h->length};
   c->inflight++;
   return 0;
 }
@@ -233,7 +294,7 @@ static void batch_submit(conn *c) {
   c->pending = NULL;
   if (uv_queue_work(c->srv->loop, &b->work, work_run, work_done) != 0) {
     /* cannot happen with a valid loop; answer nothing, release */
-    for (size_t i = 0; i < b->n; i++) wire_request_free(b->jobs[i].req);
+    for (size_t i = 0; i < b->n; i++) free(b->jobs[i].payload);
     c->inflight -= b->n;
     free(b->jobs);
     free(b);
@@ -250,18 +311,8 @@ static int on_frame(void *arg, const frame_header *h, const uint8_t *payload) {
                     "a client may not send response frames");
     return 0;
   }
-  request *req = NULL;
-  char err[256];
-  int rc = wire_decode_request(h->type, h->request_id, payload, h->length,
-                               &req, err, sizeof err);
-  if (rc) {
-    conn_send_error(c, h->type, h->request_id, rc, err);
-    return 0;
-  }
-  if (batch_add(c, req) != 0) {
-    wire_request_free(req);
+  if (batch_add(c, h, payload) != 0)
     conn_send_error(c, h->type, h->request_id, CELLAR_ENOMEM, "out of memory");
-  }
   return 0;
 }
 
@@ -320,8 +371,22 @@ static void conn_update_reading(conn *c) {
 
 /* ------------------------------------------------------------ lifecycle */
 
-static void maybe_drained(server *s) {
+static void flusher_closed(uv_handle_t *h) {
+  server *s = h->data;
+  s->flusher_on = 0;
   if (s->draining && s->conns == NULL && !s->listening && s->drain_done) {
+    void (*done)(void *) = s->drain_done;
+    s->drain_done = NULL;
+    done(s->drain_arg);
+  }
+}
+
+static void maybe_drained(server *s) {
+  if (s->draining && s->conns == NULL && !s->listening && s->flusher_on) {
+    uv_close((uv_handle_t *)&s->flusher, flusher_closed);
+    return;
+  }
+  if (s->draining && s->conns == NULL && !s->listening && !s->flusher_on && s->drain_done) {
     void (*done)(void *) = s->drain_done;
     s->drain_done = NULL;
     done(s->drain_arg);
@@ -336,13 +401,14 @@ static void conn_closed(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   frame_reader_close(&c->rd);
   s->stats.connections_open--;
+  free(c->pend);
   free(c);
   maybe_drained(s);
 }
 
 static void conn_maybe_close(conn *c) {
   if (c->state != CONN_CLOSING || c->handle_closed) return;
-  if (c->inflight > 0 || c->out_bytes > 0) return;
+  if (c->inflight > 0 || c->out_bytes > 0 || c->npend > 0 || c->dirty) return;
   c->handle_closed = 1;
   uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
@@ -399,6 +465,10 @@ int server_start(server *s) {
     log_error("server: listen address %s is not an IP address", s->cfg->listen_host);
     return CELLAR_ECONFIG;
   }
+  uv_check_init(s->loop, &s->flusher);
+  s->flusher.data = s;
+  uv_check_start(&s->flusher, flush_dirty);
+  s->flusher_on = 1;
   uv_tcp_init(s->loop, &s->listener);
   s->listener.data = s;
   s->listening = 1;

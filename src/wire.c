@@ -13,7 +13,7 @@
 **      request costs the unpack only, and the error path frees the message.
 **   3. Encoding builds the Response message on one scratch allocation (all
 **      Row/Cell/KeyspaceDef/... structs and pointer arrays, carved from one
-**      calloc), pointing every string and bytes field at the result's own
+**      malloc), pointing every string and bytes field at the result's own
 **      memory, no copies; then packs it behind the frame header into one
 **      malloc of exactly FRAME_HEADER_SIZE + packed size.
 **   4. A response whose payload would exceed CELLAR_MAX_FRAME_BYTES is
@@ -696,7 +696,9 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
       ALIGN_UP(res->ntables * sizeof(Cellar__Wire__TableDef)) +
       ALIGN_UP(res->ntables * sizeof(Cellar__Wire__TableDef *)) +
       ALIGN_UP(res->ninfo * sizeof(Cellar__Wire__Response__InfoEntry)) +
-      ALIGN_UP(res->ninfo * sizeof(Cellar__Wire__Response__InfoEntry *));
+      ALIGN_UP(res->ninfo * sizeof(Cellar__Wire__Response__InfoEntry *)) +
+      ALIGN_UP(res->nmembers * sizeof(Cellar__Wire__Member)) +
+      ALIGN_UP(res->nmembers * sizeof(Cellar__Wire__Member *));
   uint8_t *scratch = NULL;
   if (need > 0 && (scratch = malloc(need)) == NULL) return NULL;
   uint8_t *cur = scratch;
@@ -799,37 +801,28 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
   resp.info = res->ninfo ? infp : NULL;
 
   /* cluster members (ADMIN status, getendpoints) */
-  Cellar__Wire__Member *mem = NULL, **memp = NULL;
-  if (res->nmembers) {
-    mem = calloc(res->nmembers, sizeof *mem);
-    memp = calloc(res->nmembers, sizeof *memp);
-    if (mem == NULL || memp == NULL) {
-      free(mem);
-      free(memp);
-      free(scratch);
-      return NULL;
-    }
-    for (size_t i = 0; i < res->nmembers; i++) {
-      const res_member *m = &res->members[i];
-      cellar__wire__member__init(&mem[i]);
-      mem[i].host_id = (char *)m->host_id;
-      mem[i].address = (char *)m->address;
-      mem[i].peer_address = (char *)m->peer_address;
-      mem[i].datacenter = (char *)m->dc;
-      mem[i].rack = (char *)m->rack;
-      mem[i].status = (char *)m->status;
-      mem[i].up = m->up;
-      mem[i].load = m->load;
-      mem[i].tokens = m->tokens;
-      mem[i].owns = m->owns;
-      mem[i].generation = m->generation;
-      mem[i].phi = m->phi;
-      mem[i].schema = (char *)m->schema;
-      memp[i] = &mem[i];
-    }
-    resp.n_members = res->nmembers;
-    resp.members = memp;
+  Cellar__Wire__Member *mem = carve(&cur, res->nmembers * sizeof(*mem));
+  Cellar__Wire__Member **memp = carve(&cur, res->nmembers * sizeof(*memp));
+  for (size_t i = 0; i < res->nmembers; i++) {
+    const res_member *m = &res->members[i];
+    cellar__wire__member__init(&mem[i]);
+    mem[i].host_id = (char *)m->host_id;
+    mem[i].address = (char *)m->address;
+    mem[i].peer_address = (char *)m->peer_address;
+    mem[i].datacenter = (char *)m->dc;
+    mem[i].rack = (char *)m->rack;
+    mem[i].status = (char *)m->status;
+    mem[i].up = m->up;
+    mem[i].load = m->load;
+    mem[i].tokens = m->tokens;
+    mem[i].owns = m->owns;
+    mem[i].generation = m->generation;
+    mem[i].phi = m->phi;
+    mem[i].schema = (char *)m->schema;
+    memp[i] = &mem[i];
   }
+  resp.n_members = res->nmembers;
+  resp.members = res->nmembers ? memp : NULL;
 
   uint8_t *out = NULL;
   size_t packed = cellar__wire__response__get_packed_size(&resp);
@@ -842,8 +835,6 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
   } else {
     out = pack_frame(type, id, &resp, packed, len);
   }
-  free(mem);
-  free(memp);
   free(scratch);
   return out;
 }

@@ -208,7 +208,12 @@ static void test_type_names(void) {
   CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_SLICE), "SLICE");
   CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_DELETE), "DELETE");
   CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_ADMIN), "ADMIN");
+  CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_GOSSIP), "GOSSIP");
+  CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_SCHEMA_PULL), "SCHEMA_PULL");
+  CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_SCHEMA_PUSH), "SCHEMA_PUSH");
   CU_ASSERT_STRING_EQUAL(frame_type_name(0), "UNKNOWN");
+  CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_PEER_FIRST - 1), "UNKNOWN");
+  CU_ASSERT_STRING_EQUAL(frame_type_name(35), "UNKNOWN");
   CU_ASSERT_STRING_EQUAL(frame_type_name(FRAME_TYPE_END), "UNKNOWN");
   CU_ASSERT_STRING_EQUAL(frame_type_name(255), "UNKNOWN");
   CU_ASSERT_STRING_EQUAL(frame_type_name(0xFFFFFFFFu), "UNKNOWN");

@@ -565,7 +565,9 @@ static void test_drop_and_describe(void) {
 
 static void test_bad_type_and_malformed(void) {
   static const uint8_t junk[] = {0x0A, 0x05, 'a'};  /* truncated field */
-  static const unsigned types[] = {0, FRAME_TYPE_END, 100, 255, 0x10000};
+  /* peer types are not requests of the client port */
+  static const unsigned types[] = {0, FRAME_TYPE_END, FRAME_GOSSIP,
+                                   FRAME_SCHEMA_PUSH, 100, 255, 0x10000};
   request *r = (request *)1;
   for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
     CU_ASSERT_EQUAL(wire_decode_request(types[i], 1, junk, sizeof(junk), &r, err,
@@ -923,6 +925,55 @@ static void test_response_describe_and_info(void) {
   free(b);
 }
 
+static void test_response_members(void) {
+  res_member mb[2];
+  memset(mb, 0, sizeof(mb));
+  strcpy(mb[0].host_id, "9f1c2d3e-0000-4000-8000-000000000001");
+  strcpy(mb[0].address, "127.0.0.1:7400");
+  strcpy(mb[0].peer_address, "127.0.0.1:7401");
+  strcpy(mb[0].dc, "dc1");
+  strcpy(mb[0].rack, "r1");
+  strcpy(mb[0].status, "normal");
+  mb[0].up = 1;
+  mb[0].load = 123456789012u;
+  mb[0].tokens = 16;
+  mb[0].owns = 0.25;
+  mb[0].generation = 1763768000;
+  mb[0].phi = 0.5;
+  strcpy(mb[0].schema, "abcdef");
+  strcpy(mb[1].host_id, "h2");
+  strcpy(mb[1].status, "leaving");
+  result res;
+  memset(&res, 0, sizeof(res));
+  res.members = mb;
+  res.nmembers = 2;
+  size_t n = 0;
+  uint8_t *b = wire_encode_response(FRAME_ADMIN, 4, &res, &n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  Cellar__Wire__Response *r = unpack_frame(b, n, FRAME_ADMIN, 4);
+  CU_ASSERT_EQUAL(r->code, 0);
+  CU_ASSERT_EQUAL_FATAL(r->n_members, 2);
+  const Cellar__Wire__Member *m = r->members[0];
+  CU_ASSERT_STRING_EQUAL(m->host_id, mb[0].host_id);
+  CU_ASSERT_STRING_EQUAL(m->address, "127.0.0.1:7400");
+  CU_ASSERT_STRING_EQUAL(m->peer_address, "127.0.0.1:7401");
+  CU_ASSERT_STRING_EQUAL(m->datacenter, "dc1");
+  CU_ASSERT_STRING_EQUAL(m->rack, "r1");
+  CU_ASSERT_STRING_EQUAL(m->status, "normal");
+  CU_ASSERT(m->up);
+  CU_ASSERT_EQUAL(m->load, 123456789012u);
+  CU_ASSERT_EQUAL(m->tokens, 16);
+  CU_ASSERT_DOUBLE_EQUAL(m->owns, 0.25, 1e-12);
+  CU_ASSERT_EQUAL(m->generation, 1763768000);
+  CU_ASSERT_DOUBLE_EQUAL(m->phi, 0.5, 1e-12);
+  CU_ASSERT_STRING_EQUAL(m->schema, "abcdef");
+  CU_ASSERT_STRING_EQUAL(r->members[1]->host_id, "h2");
+  CU_ASSERT_STRING_EQUAL(r->members[1]->status, "leaving");
+  CU_ASSERT(!r->members[1]->up);
+  cellar__wire__response__free_unpacked(r, NULL);
+  free(b);
+}
+
 static void test_response_errors(void) {
   result res;
   memset(&res, 0, sizeof(res));
@@ -1131,6 +1182,7 @@ int main(int argc, char **argv) {
     {"delete_errors", test_delete_errors},
     {"response_rows", test_response_rows},
     {"response_describe_and_info", test_response_describe_and_info},
+    {"response_members", test_response_members},
     {"response_errors", test_response_errors},
     {"response_too_big", test_response_too_big},
     {"write_corpus", test_write_corpus},
