@@ -6,6 +6,7 @@
 */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ typedef struct node {
   uv_loop_t *loop;
   server *srv;
   cluster *cl;
-  uv_signal_t sigterm, sigint;
+  uv_async_t stop_async;       /* woken by the signal handler */
   int stopping;
   int exit_code;
 } node;
@@ -89,8 +90,11 @@ static int load_identity(storage *st, identity *id) {
   return storage_system_put(st, "node/generation", 15, gen, (size_t)n);
 }
 
+static atomic_int stop_async_live;
+
 static void close_handle(uv_handle_t *h, void *arg) {
   (void)arg;
+  if (h->type == UV_ASYNC) atomic_store(&stop_async_live, 0);
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
@@ -112,10 +116,25 @@ static void stop_node(node *n) {
   server_drain(n->srv, drained, n);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-  node *n = h->data;
+/*
+** SIGTERM/SIGINT: a plain handler that wakes the loop (uv_async_send is
+** async-signal-safe). Not uv_signal: closing a uv_signal handle puts the
+** default disposition back, and a second SIGTERM arriving while the node
+** closes RocksDB would then kill it half way. This handler stays installed
+** for the life of the process; once the loop is closing it does nothing.
+*/
+static node *the_node;
+static volatile sig_atomic_t last_signal;
+
+static void on_signal(int signum) {
+  last_signal = signum;
+  if (atomic_load(&stop_async_live)) uv_async_send(&the_node->stop_async);
+}
+
+static void on_stop_async(uv_async_t *a) {
+  node *n = a->data;
   if (n->stopping) return;
-  log_info("cellard: %s received, draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  log_info("cellard: %s received, draining", last_signal == SIGINT ? "SIGINT" : "SIGTERM");
   stop_node(n);
 }
 
@@ -216,11 +235,17 @@ int main(int argc, char **argv) {
     storage_close(st);
     return 1;
   }
-  uv_signal_init(n.loop, &n.sigterm);
-  uv_signal_init(n.loop, &n.sigint);
-  n.sigterm.data = n.sigint.data = &n;
-  uv_signal_start(&n.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&n.sigint, on_signal, SIGINT);
+  uv_async_init(n.loop, &n.stop_async, on_stop_async);
+  n.stop_async.data = &n;
+  the_node = &n;
+  atomic_store(&stop_async_live, 1);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
   log_info("cellard: ready");
 
   uv_run(n.loop, UV_RUN_DEFAULT);

@@ -19,7 +19,7 @@ static char *base;
 
 static void cleanup(void) {
   if (node.pid) harness_node_signal(&node, SIGKILL);
-  if (base) testutil_rmrf(base);
+  if (base && !getenv("KEEP_TMP")) testutil_rmrf(base);
 }
 
 static cellar_client_t *connect_node(void) {
@@ -114,6 +114,9 @@ static void test_restart_keeps_schema_and_data(void) {
   if (!signalled) kill(node.pid, SIGTERM);
   int st = harness_node_signal(&node, SIGTERM);
   CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    printf("\n  exit status %d: %s %d\n", st, WIFSIGNALED(st) ? "signal" : "exit code",
+           WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
   cellar_close(c);
   printf("\n  during drain: %d acknowledged, %d cut off, %d other\n", atomic_load(&ok_count),
          atomic_load(&closed_count), atomic_load(&other_count));

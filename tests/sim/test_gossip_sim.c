@@ -97,10 +97,10 @@ static gossip_msg *copy_msg(const gossip_msg *m) {
   c->cluster = strdup(m->cluster ? m->cluster : "");
   c->ndigests = m->ndigests;
   c->digests = malloc((m->ndigests + 1) * sizeof *c->digests);
-  memcpy(c->digests, m->digests, m->ndigests * sizeof *c->digests);
+  if (m->ndigests) memcpy(c->digests, m->digests, m->ndigests * sizeof *c->digests);
   c->ndeltas = m->ndeltas;
   c->deltas = malloc((m->ndeltas + 1) * sizeof *c->deltas);
-  memcpy(c->deltas, m->deltas, m->ndeltas * sizeof *c->deltas);
+  if (m->ndeltas) memcpy(c->deltas, m->deltas, m->ndeltas * sizeof *c->deltas);
   for (size_t i = 0; i < m->ndeltas; i++)
     for (size_t k = 0; k < m->deltas[i].nitems; k++)
       c->deltas[i].items[k].value = strdup(m->deltas[i].items[k].value);
