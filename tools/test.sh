@@ -2,8 +2,9 @@
 # Installs, builds and runs every test of cellar:
 #   1. the normal build: every CUnit suite and every loopback test (ctest);
 #   2. the same suites built with AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. the libFuzzer target over the frame and message decoders, bounded in time.
-# Environment: FUZZ_SECONDS (default 60), SKIP_SANITIZE=1, SKIP_FUZZ=1.
+#   3. the libFuzzer targets over every decoder (client frames and messages,
+#      gossip and schema sync), bounded in time.
+# Environment: FUZZ_SECONDS (default 60, per target), SKIP_SANITIZE=1, SKIP_FUZZ=1.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,20 +25,27 @@ if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== fuzz (libFuzzer, ${FUZZ_SECONDS:-60}s)"
+  secs=${FUZZ_SECONDS:-60}
+  echo "== fuzz (libFuzzer, ${secs}s per target)"
   CC=clang cmake -S . -B build-fuzz -DCELLAR_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build-fuzz --target fuzz_frame -j"$jobs"
-  rm -rf build-fuzz/corpus-run && mkdir -p build-fuzz/corpus-run
-  cp tests/fuzz/corpus/* build-fuzz/corpus-run/ 2>/dev/null || true
-  if build-fuzz/fuzz_frame -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
-       -artifact_prefix=build-fuzz/ build-fuzz/corpus-run 2>build-fuzz/fuzz.log; then
-    grep -E '^(Done|#[0-9]+ *DONE)' build-fuzz/fuzz.log | tail -1 || tail -2 build-fuzz/fuzz.log
-    echo "fuzz: no crash, leak or sanitizer report"
-  else
-    tail -40 build-fuzz/fuzz.log
-    echo "fuzz: FAILED (artifact in build-fuzz/)"
-    status=1
-  fi
+  cmake --build build-fuzz --target fuzz_frame fuzz_peer -j"$jobs"
+  # fuzz_frame: client frames and messages; fuzz_peer: gossip and schema sync
+  for t in frame:corpus peer:corpus-peer; do
+    name=${t%%:*}
+    seeds=${t#*:}
+    run=build-fuzz/corpus-run-$name
+    rm -rf "$run" && mkdir -p "$run"
+    cp tests/fuzz/"$seeds"/* "$run"/ 2>/dev/null || true
+    if build-fuzz/fuzz_"$name" -max_total_time="$secs" -rss_limit_mb=2048 \
+         -artifact_prefix=build-fuzz/"$name"- "$run" 2>build-fuzz/fuzz-"$name".log; then
+      grep -E '^Done' build-fuzz/fuzz-"$name".log | tail -1 || true
+      echo "fuzz_$name: no crash, leak or sanitizer report"
+    else
+      tail -40 build-fuzz/fuzz-"$name".log
+      echo "fuzz_$name: FAILED (artifact in build-fuzz/)"
+      status=1
+    fi
+  done
 fi
 
 if [ $status -eq 0 ]; then echo "== all tests passed"; else echo "== SOME TESTS FAILED"; fi
