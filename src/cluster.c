@@ -42,8 +42,8 @@
 #define PULL_EVERY_NS (3ull * 1000000000ull)
 #define LOAD_EVERY_TICKS 10
 
-enum cl_state { CL_WAIT, CL_JOINING, CL_NORMAL, CL_STOPPED };
-static const char *const state_names[] = {"waiting", "joining", "normal", "stopped"};
+enum cl_state { CL_WAIT, CL_SAVING, CL_JOINING, CL_NORMAL, CL_STOPPED };
+static const char *const state_names[] = {"waiting", "saving", "joining", "normal", "stopped"};
 
 typedef struct pull_mark {
   char host_id[40];
@@ -405,14 +405,56 @@ static void load_done(uv_work_t *w, int status) {
   free(j);
 }
 
+/* Saves the tokens (blocking: before the loop runs, or on a worker). */
 static int save_tokens(cluster *c) {
   char *s = tokens_to_string(c->tokens, c->ntokens);
   if (s == NULL) return CELLAR_ENOMEM;
-  /* a small write to the system CF: done on the loop once per node life */
   int rc = storage_system_put(c->st, "node/tokens", 11, s, strlen(s));
-  if (rc == 0) rc = gossip_set_local(c->g, GK_TOKENS, s);
   free(s);
   return rc;
+}
+
+static void announce_tokens(cluster *c) {
+  char *s = tokens_to_string(c->tokens, c->ntokens);
+  if (s) gossip_set_local(c->g, GK_TOKENS, s);
+  free(s);
+}
+
+typedef struct save_job {
+  uv_work_t work;
+  cluster *c;
+  int rc;
+} save_job;
+
+static void save_work(uv_work_t *w) {
+  save_job *j = w->data;
+  j->rc = save_tokens(j->c);
+}
+
+/* Loop: the tokens are on disk; announce them and start joining. */
+static void save_done(uv_work_t *w, int status) {
+  save_job *j = w->data;
+  cluster *c = j->c;
+  (void)status;
+  pthread_mutex_lock(&c->mu);
+  if (c->state == CL_SAVING) {
+    if (j->rc != 0) {
+      log_error("cluster: cannot save my tokens (%s); trying again", cellar_strerror(j->rc));
+      c->state = CL_WAIT;
+      free(c->tokens);
+      c->tokens = NULL;
+      c->ntokens = 0;
+    } else {
+      announce_tokens(c);
+      gossip_set_local(c->g, GK_STATUS, "joining");
+      c->state = CL_JOINING;
+      c->ticks = 0;
+      log_info("cluster: joining with %zu tokens (ring of %zu members)", c->ntokens,
+               c->ring.nmembers);
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  free(j);
 }
 
 /* Caller holds c->mu. One step of the join lifecycle per tick. */
@@ -452,16 +494,22 @@ static void do_lifecycle(cluster *c) {
   c->ring_dirty = 1;
   do_rebuild_ring(c);
   size_t n = (size_t)c->cfg->num_tokens;
+  free(c->tokens);
   c->tokens = malloc(n * sizeof *c->tokens);
   if (c->tokens == NULL) return;
   uint64_t seed = clock_random64();
   if (ring_allocate_tokens(&c->ring, n, seed, c->tokens) != 0) return;
   c->ntokens = n;
-  if (save_tokens(c) != 0) log_error("cluster: cannot save tokens");
-  gossip_set_local(c->g, GK_STATUS, "joining");
-  c->state = CL_JOINING;
-  c->ticks = 0;
-  log_info("cluster: joining with %zu tokens (ring of %zu members)", n, c->ring.nmembers);
+  /* the loop never writes to RocksDB: the save runs on a worker */
+  save_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return;
+  j->c = c;
+  j->work.data = j;
+  c->state = CL_SAVING;
+  if (uv_queue_work(c->loop, &j->work, save_work, save_done) != 0) {
+    c->state = CL_WAIT;
+    free(j);
+  }
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -543,9 +591,7 @@ int cluster_new(const cluster_options *o, cluster **out) {
   gossip_set_local(c->g, GK_ADDR, c->client_addr);
   gossip_set_local(c->g, GK_LOAD, "0");
   if (c->ntokens) {
-    char *s = tokens_to_string(c->tokens, c->ntokens);
-    if (s) gossip_set_local(c->g, GK_TOKENS, s);
-    free(s);
+    announce_tokens(c);
     gossip_set_local(c->g, GK_STATUS, "normal");
     c->state = CL_NORMAL;
     log_info("cluster: restarting with my %zu saved tokens", c->ntokens);
@@ -558,6 +604,7 @@ int cluster_new(const cluster_options *o, cluster **out) {
       cluster_free(c);
       return CELLAR_ESTORAGE;
     }
+    announce_tokens(c);
     gossip_set_local(c->g, GK_STATUS, "normal");
     c->state = CL_NORMAL;
     log_info("cluster: first node of a new ring, %zu tokens", c->ntokens);
@@ -634,7 +681,7 @@ static void do_fill_member(cluster *c, const gossip_endpoint *e, res_member *m,
   snprintf(m->peer_address, sizeof m->peer_address, "%s", or_empty(e->states[GK_PEER_ADDR].value));
   snprintf(m->dc, sizeof m->dc, "%s", or_empty(e->states[GK_DC].value));
   snprintf(m->rack, sizeof m->rack, "%s", or_empty(e->states[GK_RACK].value));
-  const char *st = e->is_self ? (c->state == CL_WAIT ? "joining" : or_empty(e->states[GK_STATUS].value))
+  const char *st = e->is_self ? (c->state == CL_WAIT || c->state == CL_SAVING ? "joining" : or_empty(e->states[GK_STATUS].value))
                               : or_empty(e->states[GK_STATUS].value);
   snprintf(m->status, sizeof m->status, "%s", *st ? st : "joining");
   m->up = e->is_self ? 1 : e->alive;
