@@ -53,6 +53,10 @@ const char *frame_type_name(unsigned type) {
     case FRAME_GOSSIP: return "GOSSIP";
     case FRAME_SCHEMA_PULL: return "SCHEMA_PULL";
     case FRAME_SCHEMA_PUSH: return "SCHEMA_PUSH";
+    case FRAME_REPLICA_APPLY: return "REPLICA_APPLY";
+    case FRAME_REPLICA_ACK: return "REPLICA_ACK";
+    case FRAME_REPLICA_READ: return "REPLICA_READ";
+    case FRAME_REPLICA_READ_REPLY: return "REPLICA_READ_REPLY";
   }
   return "UNKNOWN";
 }

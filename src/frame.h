@@ -48,7 +48,11 @@ enum frame_type {
   FRAME_PEER_FIRST = 32,
   FRAME_GOSSIP = 32,        /* GossipMessage */
   FRAME_SCHEMA_PULL = 33,   /* SchemaSync without records: send me yours */
-  FRAME_SCHEMA_PUSH = 34    /* SchemaSync with every schema record */
+  FRAME_SCHEMA_PUSH = 34,   /* SchemaSync with every schema record */
+  FRAME_REPLICA_APPLY = 35, /* ReplicaMutation */
+  FRAME_REPLICA_ACK = 36,   /* ReplicaAck */
+  FRAME_REPLICA_READ = 37,  /* ReplicaRead */
+  FRAME_REPLICA_READ_REPLY = 38  /* ReplicaReadReply */
 };
 
 typedef struct frame_header {
