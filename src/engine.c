@@ -38,7 +38,7 @@ int engine_cursor_decode(const uint8_t *p, size_t n, cbytes *ck) {
   return 0;
 }
 
-static int table_of(engine *e, const request *q, table_def *t, result *res) {
+int engine_table(engine *e, const request *q, table_def *t, result *res) {
   int rc = schema_get_table(e->sc, q->keyspace, q->table, t);
   if (rc == CELLAR_ENOKEYSPACE)
     return result_error(res, rc, "unknown keyspace %s", q->keyspace);
@@ -54,7 +54,7 @@ static int storage_failed(result *res, int rc, const char *what) {
 
 static int do_put(engine *e, const request *q, result *res) {
   table_def t;
-  int rc = table_of(e, q, &t, res);
+  int rc = engine_table(e, q, &t, res);
   if (rc) return rc;
   uint32_t ttl = q->ttl ? q->ttl : t.default_ttl;
   int64_t ts = q->timestamp ? q->timestamp : clock_now_us();
@@ -65,7 +65,7 @@ static int do_put(engine *e, const request *q, result *res) {
 
 static int do_delete(engine *e, const request *q, result *res) {
   table_def t;
-  int rc = table_of(e, q, &t, res);
+  int rc = engine_table(e, q, &t, res);
   if (rc) return rc;
   int64_t ts = q->timestamp ? q->timestamp : clock_now_us();
   rc = storage_delete(e->st, &t, q->partition, q->scope, q->ck, q->cols,
@@ -73,27 +73,18 @@ static int do_delete(engine *e, const request *q, result *res) {
   return rc ? storage_failed(res, rc, "delete") : 0;
 }
 
-static int do_get(engine *e, const request *q, result *res) {
-  table_def t;
-  int rc = table_of(e, q, &t, res);
-  if (rc) return rc;
-  storage_query sq = {
-    .pk = q->partition, .has_start = 1, .start = q->ck, .has_end = 1,
-    .end = q->ck, .limit = 1, .cols = q->ncols ? q->cols : NULL,
-    .ncols = q->ncols,
-  };
-  int more = 0;
-  rc = storage_read(e->st, &t, &sq, clock_now_s(), res, &more);
-  return rc ? storage_failed(res, rc, "get") : 0;
-}
-
-static int do_slice(engine *e, const request *q, result *res) {
-  table_def t;
-  int rc = table_of(e, q, &t, res);
-  if (rc) return rc;
+int engine_query(const engine *e, const request *q, storage_query *sq, result *res) {
+  if (q->type == FRAME_GET) {
+    *sq = (storage_query){
+      .pk = q->partition, .has_start = 1, .start = q->ck, .has_end = 1,
+      .end = q->ck, .limit = 1, .cols = q->ncols ? q->cols : NULL,
+      .ncols = q->ncols,
+    };
+    return 0;
+  }
   uint32_t limit = q->limit ? q->limit : e->max_slice_rows;
   if (limit > e->max_slice_rows) limit = e->max_slice_rows;
-  storage_query sq = {
+  *sq = (storage_query){
     .pk = q->partition, .has_start = q->has_start, .start = q->start,
     .has_end = q->has_end, .end = q->end, .limit = limit,
     .cols = q->ncols ? q->cols : NULL, .ncols = q->ncols,
@@ -110,22 +101,35 @@ static int do_slice(engine *e, const request *q, result *res) {
       later = c > 0 || (c == 0 && after.n >= q->start.n);
     }
     if (later) {
-      sq.has_start = 1;
-      sq.start = after;
-      sq.start_exclusive = 1;
+      sq->has_start = 1;
+      sq->start = after;
+      sq->start_exclusive = 1;
     }
   }
+  return 0;
+}
+
+int engine_finish_slice(const request *q, result *res, int more) {
+  if (q->type != FRAME_SLICE || !more || res->nrows == 0) return 0;
+  const res_row *last = &res->rows[res->nrows - 1];
+  uint8_t buf[CELLAR_MAX_KEY_BYTES + 1];
+  size_t n = engine_cursor_encode(last->ck, last->nck, buf, sizeof buf);
+  if (result_set_cursor(res, buf, n))
+    return result_error(res, CELLAR_ENOMEM, "out of memory");
+  return 0;
+}
+
+static int do_read(engine *e, const request *q, result *res) {
+  table_def t;
+  int rc = engine_table(e, q, &t, res);
+  if (rc) return rc;
+  storage_query sq;
+  rc = engine_query(e, q, &sq, res);
+  if (rc) return rc;
   int more = 0;
   rc = storage_read(e->st, &t, &sq, clock_now_s(), res, &more);
-  if (rc) return storage_failed(res, rc, "slice");
-  if (more && res->nrows > 0) {
-    const res_row *last = &res->rows[res->nrows - 1];
-    uint8_t buf[CELLAR_MAX_KEY_BYTES + 1];
-    size_t n = engine_cursor_encode(last->ck, last->nck, buf, sizeof buf);
-    if (result_set_cursor(res, buf, n))
-      return result_error(res, CELLAR_ENOMEM, "out of memory");
-  }
-  return 0;
+  if (rc) return storage_failed(res, rc, q->type == FRAME_GET ? "get" : "slice");
+  return engine_finish_slice(q, res, more);
 }
 
 static int do_schema(engine *e, const request *q, result *res) {
@@ -247,8 +251,8 @@ int engine_execute(engine *e, const request *q, result *res) {
   switch (q->type) {
   case FRAME_PING: return 0;
   case FRAME_PUT: return do_put(e, q, res);
-  case FRAME_GET: return do_get(e, q, res);
-  case FRAME_SLICE: return do_slice(e, q, res);
+  case FRAME_GET:
+  case FRAME_SLICE: return do_read(e, q, res);
   case FRAME_DELETE: return do_delete(e, q, res);
   case FRAME_CREATE_KEYSPACE:
   case FRAME_DROP_KEYSPACE:

@@ -25,6 +25,16 @@ typedef struct engine {
 /* Executes req; the outcome (rows or error) is in res, its code returned. */
 int engine_execute(engine *e, const request *req, result *res);
 
+/* Pieces of the data operations, shared with the replication proxy. Each
+** returns 0 or an error code with the message in res. */
+int engine_table(engine *e, const request *q, table_def *t, result *res);
+/* The storage query of a GET or SLICE: cursor applied, limit capped. The
+** query borrows from q. */
+int engine_query(const engine *e, const request *q, storage_query *sq,
+                 result *res);
+/* SLICE: sets the next-page cursor after the last row when more remain. */
+int engine_finish_slice(const request *q, result *res, int more);
+
 /* Paging cursors: opaque to clients, version byte + last clustering key. */
 size_t engine_cursor_encode(const uint8_t *ck, size_t nck, uint8_t *out,
                             size_t outlen);
