@@ -75,6 +75,8 @@ struct cluster {
   uint64_t schema_version;
 
   peer *pr;
+  cluster_frame_fn other_fn;   /* replication frames */
+  void *other_arg;
   uv_timer_t timer;
   uv_async_t schema_async;
   int handles_open;
@@ -365,6 +367,8 @@ static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *paylo
     wire_schema_free(&s);
   } else if (h->type == FRAME_SCHEMA_PUSH) {
     schema_job_start(c, 1, NULL, payload, h->length);
+  } else if (c->other_fn) {
+    c->other_fn(c->other_arg, h, payload);
   } else {
     log_warn("cluster: unknown peer frame type %u ignored", h->type);
   }
@@ -756,4 +760,57 @@ int cluster_view_ring(cluster *c, result *out) {
   }
   pthread_mutex_unlock(&c->mu);
   return rc ? result_error(out, rc, "out of memory") : 0;
+}
+
+/* ------------------------------------------------- replication helpers */
+
+const char *cluster_local_dc(const cluster *c) { return c->cfg->dc; }
+const char *cluster_host_id(const cluster *c) { return c->host_id; }
+const char *cluster_peer_addr(const cluster *c) { return c->peer_addr; }
+const char *cluster_name(const cluster *c) { return c->cfg->cluster_name; }
+
+void cluster_set_handler(cluster *c, cluster_frame_fn fn, void *arg) {
+  c->other_fn = fn;
+  c->other_arg = arg;
+}
+
+int cluster_send(cluster *c, const char *addr, unsigned type, uint32_t id,
+                 const uint8_t *p, size_t n) {
+  if (c->pr == NULL || c->state == CL_STOPPED) return CELLAR_ESHUTDOWN;
+  return peer_send(c->pr, addr, type, id, p, n);
+}
+
+size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
+                        cluster_replica *out, size_t max) {
+  pthread_mutex_lock(&c->mu);
+  do_rebuild_ring(c);
+  uint32_t members[CL_MAX_REPLICAS];
+  size_t cap = max < CL_MAX_REPLICAS ? max : CL_MAX_REPLICAS;
+  size_t n = ring_replicas(&c->ring, ks, t, members, cap);
+  cluster_replica tmp[CL_MAX_REPLICAS];
+  for (size_t i = 0; i < n; i++) {
+    const ring_member *m = &c->ring.members[members[i]];
+    const gossip_endpoint *e = gossip_find(c->g, m->host_id);
+    cluster_replica *r = &tmp[i];
+    memset(r, 0, sizeof *r);
+    r->r.member = members[i];
+    snprintf(r->r.dc, sizeof r->r.dc, "%s", m->dc);
+    snprintf(r->host_id, sizeof r->host_id, "%s", m->host_id);
+    r->is_self = e && e->is_self;
+    r->r.alive = e && (e->is_self || e->alive);
+    snprintf(r->peer_addr, sizeof r->peer_addr, "%s",
+             e && e->states[GK_PEER_ADDR].value ? e->states[GK_PEER_ADDR].value : "");
+  }
+  pthread_mutex_unlock(&c->mu);
+  /* preference: self, the local datacenter, the rest (ring order kept) */
+  size_t k = 0;
+  for (int pass = 0; pass < 3; pass++)
+    for (size_t i = 0; i < n; i++) {
+      int local = !strcmp(tmp[i].r.dc, c->cfg->dc);
+      int take = pass == 0 ? tmp[i].is_self
+               : pass == 1 ? (!tmp[i].is_self && local)
+                           : (!tmp[i].is_self && !local);
+      if (take) out[k++] = tmp[i];
+    }
+  return k;
 }

@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <uv.h>
 #include "config.h"
+#include "consistency.h"
+#include "frame.h"
 #include "result.h"
 #include "schema.h"
 #include "storage.h"
@@ -76,6 +78,38 @@ int cluster_view_endpoints(cluster *c, const keyspace_def *ks,
 
 /* Every token of the ring: info pairs token -> "host_id address dc rack". */
 int cluster_view_ring(cluster *c, result *out);
+
+/* One replica of a key for the replication proxy. */
+typedef struct cluster_replica {
+  cl_replica r;                /* ring member, datacenter, alive */
+  char host_id[40];
+  char peer_addr[80];
+  int is_self;
+} cluster_replica;
+
+/*
+** The replicas of token t for ks, in preference order: this node first if
+** it is one, then the others of the local datacenter, then the rest in ring
+** order. At most max; returns how many.
+*/
+size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
+                        cluster_replica *out, size_t max);
+
+/* Borrowed, valid for the life of the cluster. */
+const char *cluster_local_dc(const cluster *c);
+const char *cluster_host_id(const cluster *c);
+const char *cluster_peer_addr(const cluster *c);
+const char *cluster_name(const cluster *c);
+
+/* Queues a frame to a peer (loop thread only). */
+int cluster_send(cluster *c, const char *addr, unsigned type, uint32_t id,
+                 const uint8_t *p, size_t n);
+
+/* Frames of types the cluster does not handle itself (replication) go to
+** this handler, on the loop thread. */
+typedef void (*cluster_frame_fn)(void *arg, const frame_header *h,
+                                 const uint8_t *payload);
+void cluster_set_handler(cluster *c, cluster_frame_fn fn, void *arg);
 
 /* This node's state: "joining", "normal". */
 const char *cluster_state_name(cluster *c);

@@ -31,6 +31,8 @@ void config_defaults(config *c) {
   c->num_tokens = 16;
   c->phi_threshold = 8.0;
   c->gossip_interval_ms = 1000;
+  c->read_timeout_ms = 5000;
+  c->write_timeout_ms = 2000;
 }
 
 void config_finish(config *c) {
@@ -204,6 +206,10 @@ int config_set(config *c, const char *key_in, const char *value, char *err,
     double d = strtod(value, &end);
     if (*end || !(d >= 1.0 && d <= 100.0)) return bad(err, errlen, key, value, "expected 1..100");
     c->phi_threshold = d;
+  } else if (!strcmp(key, "read_request_timeout") || !strcmp(key, "write_request_timeout")) {
+    if (parse_int(value, 10, 600000, &n)) return bad(err, errlen, key, value, "expected 10..600000 (ms)");
+    if (key[0] == 'r') c->read_timeout_ms = (int)n;
+    else c->write_timeout_ms = (int)n;
   } else if (!strcmp(key, "gossip_interval")) {
     if (parse_int(value, 10, 60000, &n)) return bad(err, errlen, key, value, "expected 10..60000 (ms)");
     c->gossip_interval_ms = (int)n;
@@ -323,5 +329,7 @@ const char *config_usage(void) {
     "  dc NAME / rack NAME              placement of this node (dc1 / rack1)\n"
     "  num_tokens N                     virtual nodes (16)\n"
     "  phi_convict_threshold X          failure detector threshold (8)\n"
-    "  gossip_interval MS               (1000)\n";
+    "  gossip_interval MS               (1000)\n"
+    "  read_request_timeout MS          replicas' answers to a read (5000)\n"
+    "  write_request_timeout MS         replicas' acks to a write (2000)\n";
 }

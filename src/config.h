@@ -35,6 +35,8 @@ typedef struct config {
   int num_tokens;              /* num_tokens = 16 */
   double phi_threshold;        /* phi_convict_threshold = 8 */
   int gossip_interval_ms;      /* gossip_interval = 1000 (ms) */
+  int read_timeout_ms;         /* read_request_timeout = 5000 (ms) */
+  int write_timeout_ms;        /* write_request_timeout = 2000 (ms) */
 } config;
 
 void config_defaults(config *c);

@@ -568,6 +568,19 @@ int schema_get_table(schema *s, const char *ks, const char *name, table_def *out
   return rc;
 }
 
+int schema_get_table_by_id(schema *s, uint64_t id, table_def *out) {
+  pthread_rwlock_rdlock(&s->lock);
+  int rc = CELLAR_ENOTABLE;
+  for (size_t i = 0; i < s->ntb; i++)
+    if (s->tb[i].id == id && !s->tb[i].dropped) {
+      *out = s->tb[i];
+      rc = 0;
+      break;
+    }
+  pthread_rwlock_unlock(&s->lock);
+  return rc;
+}
+
 int schema_gc_grace_by_id(schema *s, uint64_t id, uint32_t *gc_grace) {
   pthread_rwlock_rdlock(&s->lock);
   int rc = CELLAR_ENOTABLE;

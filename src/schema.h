@@ -96,6 +96,9 @@ int schema_drop_table(schema *s, const char *ks, const char *name, int if_exists
 /* Copies the definition out. 0, CELLAR_ENOKEYSPACE or CELLAR_ENOTABLE. */
 int schema_get_keyspace(schema *s, const char *name, keyspace_def *out);
 int schema_get_table(schema *s, const char *ks, const char *name, table_def *out);
+/* A live table by id (replica reads name tables by id). 0 or
+** CELLAR_ENOTABLE. */
+int schema_get_table_by_id(schema *s, uint64_t id, table_def *out);
 /* gc_grace of a table by id; 0 when found, CELLAR_ENOTABLE otherwise.
 ** Called from RocksDB's compaction threads. */
 int schema_gc_grace_by_id(schema *s, uint64_t id, uint32_t *gc_grace);
