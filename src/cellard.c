@@ -18,6 +18,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "proxy.h"
 #include "schema.h"
 #include "server.h"
 #include "storage.h"
@@ -221,7 +222,15 @@ int main(int argc, char **argv) {
     return 1;
   }
   eng.cl = n.cl;
+  proxy *px = NULL;
+  rc = proxy_new(n.loop, &cfg, &eng, n.cl, &px);
+  if (rc) {
+    fprintf(stderr, "cellard: out of memory\n");
+    return 1;
+  }
+  cluster_set_handler(n.cl, proxy_on_frame, px);
   rc = server_new(n.loop, &cfg, &eng, &n.srv);
+  if (rc == 0) server_set_proxy(n.srv, px);
   if (rc == 0) rc = server_start(n.srv);
   if (rc == 0) rc = cluster_start(n.cl);
   if (rc) {
@@ -251,6 +260,7 @@ int main(int argc, char **argv) {
   uv_run(n.loop, UV_RUN_DEFAULT);
 
   server_free(n.srv);
+  proxy_free(px);
   cluster_free(n.cl);
   schema_free(sc);
   storage_close(st);

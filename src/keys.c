@@ -50,6 +50,13 @@ int keys_table_end(uint8_t out[8], uint64_t table_id) {
   return 1;
 }
 
+size_t keys_head(uint8_t out[KEYS_HEAD_BYTES], uint64_t table_id,
+                 int64_t token) {
+  put_be64(out, table_id);
+  token_encode(token, out + 8);
+  return KEYS_HEAD_BYTES;
+}
+
 size_t keys_base(uint8_t *out, uint64_t table_id, int64_t token, cbytes pk) {
   put_be64(out, table_id);
   token_encode(token, out + 8);

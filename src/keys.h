@@ -59,6 +59,12 @@ void keys_table_prefix(uint8_t out[8], uint64_t table_id);
 ** then run to the end of the key space. */
 int keys_table_end(uint8_t out[8], uint64_t table_id);
 
+/* table_id | token (KEYS_HEAD_BYTES): at or before the first key of every
+** partition of the table with this token, above every key with a smaller
+** token; the bound of a token range scan (streaming, repair). */
+size_t keys_head(uint8_t out[KEYS_HEAD_BYTES], uint64_t table_id,
+                 int64_t token);
+
 /* base = table_id | token | esc(pk): the prefix of every key of the
 ** partition (KEYS_BASE_MAX(pk.n) bytes). */
 size_t keys_base(uint8_t *out, uint64_t table_id, int64_t token, cbytes pk);

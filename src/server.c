@@ -36,6 +36,7 @@
 #include "cellar/cellar.h"
 #include "frame.h"
 #include "log.h"
+#include "proxy.h"
 #include "server.h"
 #include "wire.h"
 
@@ -48,6 +49,7 @@ typedef struct job {
   size_t len;
   uint8_t *out;                /* encoded answer frame, malloc'd */
   size_t nout;
+  request *deferred;           /* for the proxy: replicas on other nodes */
 } job;
 
 typedef struct batch {
@@ -88,6 +90,7 @@ struct server {
   uv_loop_t *loop;
   const config *cfg;
   engine *eng;
+  proxy *px;                   /* NULL: every request runs locally */
   uv_tcp_t listener;
   int listening;
   int draining;
@@ -231,6 +234,10 @@ static void work_run(uv_work_t *w) {
       j->out = wire_encode_error(j->type, j->id, rc, err, &j->nout);
       continue;
     }
+    if (proxy_needed(b->c->srv->px, req)) {   /* coordinated on the loop */
+      j->deferred = req;
+      continue;
+    }
     result res;
     result_init(&res);
     engine_execute(e, req, &res);
@@ -243,10 +250,21 @@ static void work_run(uv_work_t *w) {
   }
 }
 
-/* Loop thread: queue the answers, release the batch. */
+/* The proxy's answer to a deferred request (loop thread). */
+static void proxy_answered(void *arg, uint8_t *frame, size_t len) {
+  conn *c = arg;
+  if (frame) conn_queue(c, frame, len);
+  c->inflight--;
+  conn_update_reading(c);
+  conn_maybe_close(c);
+}
+
+/* Loop thread: queue the answers, hand deferred requests to the proxy,
+** release the batch. */
 static void work_done(uv_work_t *w, int status) {
   batch *b = w->data;
   conn *c = b->c;
+  size_t deferred = 0;
   for (size_t i = 0; i < b->n; i++) {
     job *j = &b->jobs[i];
     if (j->type != FRAME_PING) c->srv->stats.requests++;
@@ -254,8 +272,11 @@ static void work_done(uv_work_t *w, int status) {
     /* a closing connection still gets the answers of what it sent (a
     ** drain answers every request it read) */
     if (j->out) conn_queue(c, j->out, j->nout);
+    if (j->deferred) deferred++;
   }
-  c->inflight -= b->n;
+  c->inflight -= b->n - deferred;   /* deferred ones stay in flight */
+  for (size_t i = 0; i < b->n; i++)
+    if (b->jobs[i].deferred) proxy_submit(c->srv->px, b->jobs[i].deferred, proxy_answered, c);
   free(b->jobs);
   free(b);
   (void)status;
@@ -504,5 +525,7 @@ void server_drain(server *s, void (*done)(void *arg), void *arg) {
 }
 
 void server_free(server *s) { free(s); }
+
+void server_set_proxy(server *s, proxy *p) { s->px = p; }
 
 void server_get_stats(server *s, server_stats *out) { *out = s->stats; }

@@ -33,6 +33,10 @@ void server_drain(server *s, void (*done)(void *arg), void *arg);
 
 void server_free(server *s);
 
+/* Data requests whose replicas include other nodes go to p (borrowed). */
+typedef struct proxy proxy;
+void server_set_proxy(server *s, proxy *p);
+
 /* Counters for info and tests. */
 typedef struct server_stats {
   uint64_t connections_total;

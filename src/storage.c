@@ -472,37 +472,139 @@ int storage_system_scan(storage *s, const void *prefix, size_t np,
   return err ? rocks_failed("system scan", err) : rc;
 }
 
+/* ---------------------------------------------------------- entry lists */
+
+/* The bytes of an entry list live in blocks that never move once
+** allocated, newest first: entries keep pointing at them while the list
+** grows (only the array of entries is reallocated). */
+struct storage_block {
+  storage_block *next;
+  size_t used, cap;
+  uint8_t data[];
+};
+
+#define BLOCK_MIN 4096u
+#define BLOCK_MAX (1u << 20)
+
+void storage_entries_init(storage_entries *l) {
+  memset(l, 0, sizeof *l);
+}
+
+void storage_entries_free(storage_entries *l) {
+  storage_block *b = l->blocks;
+  while (b) {
+    storage_block *next = b->next;
+    free(b);
+    b = next;
+  }
+  free(l->e);
+  memset(l, 0, sizeof *l);
+}
+
+/* Makes room for more entries in the array. */
+static int entries_grow(storage_entries *l, size_t more) {
+  if (l->cap - l->n >= more) return 0;
+  size_t cap = l->cap ? l->cap : 8;
+  while (cap - l->n < more) {
+    if (cap > SIZE_MAX / 2 / sizeof *l->e) return CELLAR_ENOMEM;
+    cap *= 2;
+  }
+  storage_entry *e = realloc(l->e, cap * sizeof *e);
+  if (e == NULL) return CELLAR_ENOMEM;
+  l->e = e;
+  l->cap = cap;
+  return 0;
+}
+
+/* Makes sure the newest block has room for nbytes; a block allocated for
+** that holds max(nbytes, cap) bytes. */
+static int entries_room(storage_entries *l, size_t nbytes, size_t cap) {
+  storage_block *b = l->blocks;
+  if (b && b->cap - b->used >= nbytes) return 0;
+  if (cap < nbytes) cap = nbytes;
+  if (cap > SIZE_MAX - sizeof *b) return CELLAR_ENOMEM;
+  b = malloc(sizeof *b + cap);
+  if (b == NULL) return CELLAR_ENOMEM;
+  b->next = l->blocks;
+  b->used = 0;
+  b->cap = cap;
+  l->blocks = b;
+  return 0;
+}
+
+/* Appends an entry of nk key and nv value bytes, contiguous, and returns
+** where its key goes (the value follows), or NULL when out of memory. */
+static uint8_t *entries_push(storage_entries *l, size_t nk, size_t nv) {
+  size_t need = nk + nv;
+  if (need < nk || entries_grow(l, 1)) return NULL;
+  storage_block *b = l->blocks;
+  if (b == NULL || b->cap - b->used < need) {
+    size_t cap = b == NULL ? BLOCK_MIN
+                 : b->cap >= BLOCK_MAX / 2 ? BLOCK_MAX : 2 * b->cap;
+    if (entries_room(l, need, cap)) return NULL;
+    b = l->blocks;
+  }
+  uint8_t *p = b->data + b->used;
+  b->used += need;
+  l->e[l->n].key = CBYTES(p, nk);
+  l->e[l->n].value = CBYTES(p + nk, nv);
+  l->n++;
+  return p;
+}
+
+int storage_entries_add(storage_entries *l, cbytes key, cbytes value) {
+  uint8_t *p = entries_push(l, key.n, value.n);
+  if (p == NULL) return CELLAR_ENOMEM;
+  if (key.n) memcpy(p, key.p, key.n);
+  if (value.n) memcpy(p + key.n, value.p, value.n);
+  return 0;
+}
+
+/* memcmp order, a prefix before its extensions: the order of keys. */
+static int bytes_cmp(cbytes a, cbytes b) {
+  size_t m = a.n < b.n ? a.n : b.n;
+  int r = m ? memcmp(a.p, b.p, m) : 0;
+  if (r) return r;
+  return (a.n > b.n) - (a.n < b.n);
+}
+
+/*
+** Decodes and checks one entry from outside (storage_apply_entries'
+** contract): a data key, a canonical cell, only tombstones on partition and
+** row keys (nothing writes anything else there, and reads would ignore it),
+** components within the cellar.h limits.
+*/
+static int check_entry(const storage_entry *e, keys_parts *kp, cell *c) {
+  if (keys_decode(e->key.p, e->key.n, kp) != 0 ||
+      cell_decode(e->value.p, e->value.n, c) != 0)
+    return CELLAR_EPROTO;
+  if (kp->kind != KEYS_KIND_CELL && !c->tombstone) return CELLAR_EPROTO;
+  if (kp->npk > CELLAR_MAX_KEY_BYTES || kp->nck > CELLAR_MAX_KEY_BYTES ||
+      kp->column.n > CELLAR_MAX_COLUMN_BYTES ||
+      c->value.n > CELLAR_MAX_VALUE_BYTES)
+    return CELLAR_ETOOBIG;
+  return 0;
+}
+
 /* ---------------------------------------------------------- write path */
 
-/* One key of a write and its incoming version. */
+/* One key of a put or delete being built, and its version (value borrowed
+** from the caller). */
 typedef struct put_ent {
-  const uint8_t *k;      /* into the write's key buffer */
+  const uint8_t *k;      /* into the request's key buffer */
   size_t nk;
-  cell c;                /* incoming version, value borrowed from the caller */
+  cell c;
 } put_ent;
 
 static int ent_cmp(const void *a, const void *b) {
   const put_ent *x = a, *y = b;
-  size_t m = x->nk < y->nk ? x->nk : y->nk;
-  int r = memcmp(x->k, y->k, m);
-  if (r) return r;
-  return (x->nk > y->nk) - (x->nk < y->nk);
+  return bytes_cmp(CBYTES(x->k, x->nk), CBYTES(y->k, y->nk));
 }
 
-static pthread_mutex_t *stripe_of(storage *s, uint64_t table_id,
-                                  int64_t token) {
-  uint64_t h = ((uint64_t)token ^ table_id) * 0x9E3779B97F4A7C15ull;
-  return &s->stripe[(h >> 40) % STRIPES];
-}
-
-/*
-** Note 2: merges ents (sorted here) with the stored versions and writes the
-** winners in one batch, under the partition's stripe lock.
-*/
-static int apply_merged(storage *s, pthread_mutex_t *mu, put_ent *e,
-                        size_t n) {
+/* Sorts e by key and merges the versions of a key written twice in one
+** request (the merge rule picks, not the order). Returns the count left. */
+static size_t ents_sort_merge(put_ent *e, size_t n) {
   qsort(e, n, sizeof *e, ent_cmp);
-  /* merge duplicates inside the write (same cell twice) */
   size_t m = 0;
   for (size_t i = 0; i < n; i++) {
     if (m && ent_cmp(&e[m - 1], &e[i]) == 0) {
@@ -511,85 +613,24 @@ static int apply_merged(storage *s, pthread_mutex_t *mu, put_ent *e,
     }
     e[m++] = e[i];
   }
-  n = m;
+  return m;
+}
 
-  enum { SMALL = 32 };
-  const char *kp_s[SMALL];
-  size_t kn_s[SMALL];
-  rocksdb_pinnableslice_t *vals_s[SMALL];
-  char *errs_s[SMALL];
-  const char **kp = kp_s;
-  size_t *kn = kn_s;
-  rocksdb_pinnableslice_t **vals = vals_s;
-  char **errs = errs_s;
-  void *heap = NULL;
-  if (n > SMALL) {
-    size_t each = sizeof *kp + sizeof *kn + sizeof *vals + sizeof *errs;
-    heap = malloc(n * each);
-    if (heap == NULL) return CELLAR_ENOMEM;
-    kp = heap;
-    kn = (size_t *)(kp + n);
-    vals = (rocksdb_pinnableslice_t **)(kn + n);
-    errs = (char **)(vals + n);
-  }
-  for (size_t i = 0; i < n; i++) {
-    kp[i] = (const char *)e[i].k;
-    kn[i] = e[i].nk;
-  }
-
-  int rc = 0;
-  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-  pthread_mutex_lock(mu);
-  rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CF_DATA], n, kp, kn, vals,
-                               errs, 1);
-  int nput = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (errs[i]) {
-      if (rc == 0) rc = rocks_failed("read before write", errs[i]);
-      else rocksdb_free(errs[i]);
-      continue;
-    }
-    if (rc) continue;
-    if (vals[i]) {
-      size_t nv;
-      const char *v = rocksdb_pinnableslice_value(vals[i], &nv);
-      cell old;
-      if (cell_decode((const uint8_t *)v, nv, &old) != 0)
-        log_error("storage: undecodable stored value (%zu bytes), replaced",
-                  nv);
-      else if (cell_compare(&e[i].c, &old) <= 0)
-        continue;   /* the stored version wins: nothing to write */
-    }
-    uint8_t prefix[CELL_PREFIX_MAX];
-    const char *parts[3];
-    size_t sizes[3];
-    int np = 0;
-    sizes[np] = cell_encode_prefix(&e[i].c, prefix);
-    parts[np++] = (const char *)prefix;
-    if (e[i].c.has_clock && e[i].c.clock.n) {
-      parts[np] = (const char *)e[i].c.clock.p;
-      sizes[np++] = e[i].c.clock.n;
-    }
-    if (!e[i].c.tombstone && e[i].c.value.n) {
-      parts[np] = (const char *)e[i].c.value.p;
-      sizes[np++] = e[i].c.value.n;
-    }
-    /* the batch copies keys and values: prefix may go out of scope */
-    rocksdb_writebatch_putv_cf(wb, s->cf[CF_DATA], 1, &kp[i], &kn[i], np,
-                               parts, sizes);
-    nput++;
-  }
-  if (rc == 0 && nput) {
-    char *err = NULL;
-    rocksdb_write(s->db, s->wo, wb, &err);
-    if (err) rc = rocks_failed("write", err);
-  }
-  pthread_mutex_unlock(mu);
+/* Appends the encodings of e[0..n) to out, in one block sized for them.
+** On error out is unchanged. */
+static int ents_emit(const put_ent *e, size_t n, storage_entries *out) {
+  size_t bytes = 0;
   for (size_t i = 0; i < n; i++)
-    if (vals[i]) rocksdb_pinnableslice_destroy(vals[i]);
-  rocksdb_writebatch_destroy(wb);
-  free(heap);
-  return rc;
+    bytes += e[i].nk + cell_encoded_size(&e[i].c);
+  if (entries_grow(out, n) || entries_room(out, bytes, bytes))
+    return CELLAR_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    /* cannot fail: the room is there */
+    uint8_t *p = entries_push(out, e[i].nk, cell_encoded_size(&e[i].c));
+    memcpy(p, e[i].k, e[i].nk);
+    cell_encode(&e[i].c, p + e[i].nk);
+  }
+  return 0;
 }
 
 static int check_key(cbytes k) {
@@ -602,9 +643,9 @@ static uint32_t expiry(uint32_t now_s, uint32_t ttl) {
   return e > UINT32_MAX ? UINT32_MAX : (uint32_t)e;
 }
 
-int storage_put(storage *s, const table_def *t, cbytes pk,
-                const req_row *rows, size_t nrows, int64_t ts, uint32_t ttl,
-                uint32_t now_s) {
+int storage_put_entries(const table_def *t, cbytes pk, const req_row *rows,
+                        size_t nrows, int64_t ts, uint32_t ttl,
+                        uint32_t now_s, storage_entries *out) {
   if (check_key(pk)) return CELLAR_ETOOBIG;
   size_t ncells = 0, kbytes = 0;
   for (size_t r = 0; r < nrows; r++) {
@@ -651,16 +692,17 @@ int storage_put(storage *s, const table_def *t, cbytes pk,
         ne++;
       }
     }
-    rc = apply_merged(s, stripe_of(s, t->id, token), ents, ne);
+    ne = ents_sort_merge(ents, ne);
+    rc = ents_emit(ents, ne, out);
   }
   if (ents != ents_s) free(ents);
   sbuf_free(&keys);
   return rc;
 }
 
-int storage_delete(storage *s, const table_def *t, cbytes pk, int scope,
-                   cbytes ck, const cbytes *cols, size_t ncols, int64_t ts,
-                   uint32_t now_s) {
+int storage_delete_entries(const table_def *t, cbytes pk, int scope,
+                           cbytes ck, const cbytes *cols, size_t ncols,
+                           int64_t ts, uint32_t now_s, storage_entries *out) {
   if (check_key(pk) || check_key(ck)) return CELLAR_ETOOBIG;
   size_t n, kbytes;
   switch (scope) {
@@ -711,10 +753,176 @@ int storage_delete(storage *s, const table_def *t, cbytes pk, int scope,
       ents[i].c = tomb;
       k += nk;
     }
-    rc = apply_merged(s, stripe_of(s, t->id, token), ents, n);
+    n = ents_sort_merge(ents, n);
+    rc = ents_emit(ents, n, out);
   }
   if (ents != ents_s) free(ents);
   sbuf_free(&keys);
+  return rc;
+}
+
+/* One entry being applied: the entry, its decoded version, its stripe. */
+typedef struct apply_ent {
+  const storage_entry *e;
+  cell c;                /* borrowed from e->value */
+  unsigned stripe;
+} apply_ent;
+
+static int apply_ent_cmp(const void *a, const void *b) {
+  const apply_ent *x = a, *y = b;
+  return bytes_cmp(x->e->key, y->e->key);
+}
+
+static int unsigned_cmp(const void *a, const void *b) {
+  unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+  return (x > y) - (x < y);
+}
+
+/* The stripe lock of a partition (note 2). */
+static unsigned stripe_index(uint64_t table_id, int64_t token) {
+  uint64_t h = ((uint64_t)token ^ table_id) * 0x9E3779B97F4A7C15ull;
+  return (unsigned)((h >> 40) % STRIPES);
+}
+
+/*
+** Note 2: checks every entry, sorts them, merges duplicates, then under the
+** stripe locks of their partitions (taken in ascending stripe order, so
+** two writers never wait on each other in a cycle) reads the stored
+** versions, and writes the winners in one batch. The winners are written
+** as the bytes received: a canonical encoding (cell.h) needs no rewrite.
+*/
+int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
+                          size_t *written) {
+  if (written) *written = 0;
+  if (n == 0) return 0;
+  if (e == NULL) return CELLAR_EINVAL;
+
+  enum { SMALL = 32 };
+  apply_ent a_s[SMALL];
+  const char *kp_s[SMALL];
+  size_t kn_s[SMALL];
+  rocksdb_pinnableslice_t *vals_s[SMALL];
+  char *errs_s[SMALL];
+  unsigned st_s[SMALL];
+  apply_ent *a = a_s;
+  const char **kp = kp_s;
+  size_t *kn = kn_s;
+  rocksdb_pinnableslice_t **vals = vals_s;
+  char **errs = errs_s;
+  unsigned *st = st_s;
+  void *heap = NULL;
+  if (n > SMALL) {
+    /* one allocation, most aligned arrays first */
+    size_t each = sizeof *a + sizeof *kp + sizeof *kn + sizeof *vals +
+                  sizeof *errs + sizeof *st;
+    if (n > SIZE_MAX / each) return CELLAR_ENOMEM;
+    heap = malloc(n * each);
+    if (heap == NULL) return CELLAR_ENOMEM;
+    a = heap;
+    kp = (const char **)(a + n);
+    kn = (size_t *)(kp + n);
+    vals = (rocksdb_pinnableslice_t **)(kn + n);
+    errs = (char **)(vals + n);
+    st = (unsigned *)(errs + n);
+  }
+
+  /* every entry is checked before anything is locked or written */
+  int rc = 0, sorted = 1;
+  for (size_t i = 0; i < n; i++) {
+    keys_parts p;
+    rc = check_entry(&e[i], &p, &a[i].c);
+    if (rc) {
+      free(heap);
+      return rc;
+    }
+    a[i].e = &e[i];
+    a[i].stripe = stripe_index(p.table_id, p.token);
+    if (i && sorted && bytes_cmp(e[i - 1].key, e[i].key) >= 0) sorted = 0;
+  }
+  if (!sorted) qsort(a, n, sizeof *a, apply_ent_cmp);
+  size_t m = 0;   /* a key given twice: keep the winner */
+  for (size_t i = 0; i < n; i++) {
+    if (m && bytes_cmp(a[m - 1].e->key, a[i].e->key) == 0) {
+      if (cell_compare(&a[i].c, &a[m - 1].c) > 0) a[m - 1] = a[i];
+      continue;
+    }
+    a[m++] = a[i];
+  }
+  n = m;
+  size_t ns = 0;
+  for (size_t i = 0; i < n; i++) st[i] = a[i].stripe;
+  if (n > 1) qsort(st, n, sizeof *st, unsigned_cmp);
+  for (size_t i = 0; i < n; i++)
+    if (ns == 0 || st[ns - 1] != st[i]) st[ns++] = st[i];
+  for (size_t i = 0; i < n; i++) {
+    kp[i] = (const char *)a[i].e->key.p;
+    kn[i] = a[i].e->key.n;
+  }
+
+  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  for (size_t j = 0; j < ns; j++) pthread_mutex_lock(&s->stripe[st[j]]);
+  rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CF_DATA], n, kp, kn, vals,
+                               errs, 1);
+  size_t nput = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (errs[i]) {
+      if (rc == 0) rc = rocks_failed("read before write", errs[i]);
+      else rocksdb_free(errs[i]);
+      continue;
+    }
+    if (rc) continue;
+    if (vals[i]) {
+      size_t nv;
+      const char *v = rocksdb_pinnableslice_value(vals[i], &nv);
+      cell old;
+      if (cell_decode((const uint8_t *)v, nv, &old) != 0)
+        log_error("storage: undecodable stored value (%zu bytes), replaced",
+                  nv);
+      else if (cell_compare(&a[i].c, &old) <= 0)
+        continue;   /* the stored version wins: nothing to write */
+    }
+    /* the batch copies keys and values */
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], kp[i], kn[i],
+                              (const char *)a[i].e->value.p,
+                              a[i].e->value.n);
+    nput++;
+  }
+  if (rc == 0 && nput) {
+    char *err = NULL;
+    rocksdb_write(s->db, s->wo, wb, &err);
+    if (err) rc = rocks_failed("write", err);
+  }
+  for (size_t j = ns; j-- > 0;) pthread_mutex_unlock(&s->stripe[st[j]]);
+  for (size_t i = 0; i < n; i++)
+    if (vals[i]) rocksdb_pinnableslice_destroy(vals[i]);
+  rocksdb_writebatch_destroy(wb);
+  free(heap);
+  if (rc == 0 && written) *written = nput;
+  return rc;
+}
+
+/* The writes of a client: the entries a replica would receive, applied
+** here, so a local write and a replicated one are the same bytes. */
+int storage_put(storage *s, const table_def *t, cbytes pk,
+                const req_row *rows, size_t nrows, int64_t ts, uint32_t ttl,
+                uint32_t now_s) {
+  storage_entries l;
+  storage_entries_init(&l);
+  int rc = storage_put_entries(t, pk, rows, nrows, ts, ttl, now_s, &l);
+  if (rc == 0) rc = storage_apply_entries(s, l.e, l.n, NULL);
+  storage_entries_free(&l);
+  return rc;
+}
+
+int storage_delete(storage *s, const table_def *t, cbytes pk, int scope,
+                   cbytes ck, const cbytes *cols, size_t ncols, int64_t ts,
+                   uint32_t now_s) {
+  storage_entries l;
+  storage_entries_init(&l);
+  int rc = storage_delete_entries(t, pk, scope, ck, cols, ncols, ts, now_s,
+                                  &l);
+  if (rc == 0) rc = storage_apply_entries(s, l.e, l.n, NULL);
+  storage_entries_free(&l);
   return rc;
 }
 
@@ -730,11 +938,7 @@ typedef struct colset {
 #define COLSET_LINEAR 8
 
 static int cbytes_cmp(const void *a, const void *b) {
-  const cbytes *x = a, *y = b;
-  size_t m = x->n < y->n ? x->n : y->n;
-  int r = m ? memcmp(x->p, y->p, m) : 0;
-  if (r) return r;
-  return (x->n > y->n) - (x->n < y->n);
+  return bytes_cmp(*(const cbytes *)a, *(const cbytes *)b);
 }
 
 static int colset_init(colset *cs, const cbytes *cols, size_t n) {
@@ -761,130 +965,209 @@ static int colset_has(const colset *cs, cbytes col) {
   return 0;
 }
 
-int storage_read(storage *s, const table_def *t, const storage_query *q,
-                 uint32_t now_s, result *out, int *more) {
-  if (more) *more = 0;
+/* The keys that bound a query: its partition tombstone (pt), the seek
+** target of its start bound (lo; nlo 0 without one) and the exclusive end
+** of its range (hi). Never copied: the sbufs may point into themselves. */
+typedef struct qbounds {
+  sbuf pt, lo, hi;
+  size_t npt, nlo, nhi;
+} qbounds;
+
+static void qbounds_free(qbounds *b) {
+  sbuf_free(&b->pt);
+  sbuf_free(&b->lo);
+  sbuf_free(&b->hi);
+}
+
+/* Checks the query (EINVAL, ETOOBIG) and encodes its bounds. Free with
+** qbounds_free whatever it returns. */
+static int qbounds_init(qbounds *b, uint64_t table_id,
+                        const storage_query *q) {
+  sbuf_init(&b->pt);
+  sbuf_init(&b->lo);
+  sbuf_init(&b->hi);
+  b->npt = b->nlo = b->nhi = 0;
   if (q->limit == 0) return CELLAR_EINVAL;
   if (check_key(q->pk) || (q->has_start && check_key(q->start)) ||
       (q->has_end && check_key(q->end)))
     return CELLAR_ETOOBIG;
+  if (sbuf_reserve(&b->pt, KEYS_PARTITION_MAX(q->pk.n))
+      || sbuf_reserve(&b->lo,
+                      KEYS_ROW_MAX(q->pk.n, q->has_start ? q->start.n : 0))
+      || sbuf_reserve(&b->hi, KEYS_ROW_MAX(q->pk.n, q->has_end ? q->end.n : 0)))
+    return CELLAR_ENOMEM;
   int64_t token = token_of(q->pk.p, q->pk.n);
-  sbuf pt, lo, hi, ck, cur;
-  sbuf_init(&pt);
-  sbuf_init(&lo);
-  sbuf_init(&hi);
-  sbuf_init(&ck);
-  sbuf_init(&cur);
-  colset cs = {0};
+  if (q->has_end)
+    b->nhi = keys_row_end(b->hi.p, table_id, token, q->pk, q->end);
+  else
+    b->nhi = keys_partition_end(b->hi.p, table_id, token, q->pk);
+  b->npt = keys_partition(b->pt.p, table_id, token, q->pk);
+  if (q->has_start && q->start_exclusive)
+    b->nlo = keys_row_end(b->lo.p, table_id, token, q->pk, q->start);
+  else if (q->has_start)
+    b->nlo = keys_rows_from(b->lo.p, table_id, token, q->pk, q->start);
+  return 0;
+}
+
+/* Opens an iterator over the query's range, bounded above by hi, at the
+** partition tombstone's key: one seek, not a point read plus a seek, when
+** the first row is the one asked for (a get of a narrow partition).
+** *ro holds the bound: destroy it after the iterator. */
+static rocksdb_iterator_t *qscan_open(storage *s, const qbounds *b,
+                                      rocksdb_readoptions_t **ro) {
+  *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_iterate_upper_bound(*ro, (const char *)b->hi.p,
+                                              b->nhi);
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, *ro,
+                                                      s->cf[CF_DATA]);
+  rocksdb_iter_seek(it, (const char *)b->pt.p, b->npt);
+  return it;
+}
+
+/* 1 when the iterator is at the partition tombstone. */
+static int qscan_at_pt(rocksdb_iterator_t *it, const qbounds *b) {
+  if (!rocksdb_iter_valid(it)) return 0;
+  size_t nk;
+  const char *k = rocksdb_iter_key(it, &nk);
+  return nk == b->npt && memcmp(k, b->pt.p, b->npt) == 0;
+}
+
+/* Past the partition tombstone: seeks on to the start bound if the
+** iterator is still before it. */
+static void qscan_to_start(rocksdb_iterator_t *it, const qbounds *b) {
+  if (b->nlo == 0 || !rocksdb_iter_valid(it)) return;
+  size_t nk;
+  const char *k = rocksdb_iter_key(it, &nk);
+  if (bytes_cmp(CBYTES(k, nk), CBYTES(b->lo.p, b->nlo)) < 0)
+    rocksdb_iter_seek(it, (const char *)b->lo.p, b->nlo);
+}
+
+/*
+** The visibility rules of note 3, in one place: fed the entries of one
+** partition in key order, by storage_read (from RocksDB) and by
+** storage_entries_to_result (from a merged list of replicas' entries), it
+** appends the live rows to the result. A row is added at its first live
+** cell, so dead rows never show and do not count towards the limit.
+*/
+typedef struct vis {
+  uint32_t now, limit, nrows;
+  colset cs;
+  result *out;
+  int *more;
+  int64_t pt_ts;         /* the partition tombstone's */
+  int in_row;
+  sbuf cur;              /* esc(ck) of the current row */
+  size_t ncur;
+  int64_t rt_ts;         /* the current row's tombstone */
+  res_row *row;          /* the current row once it has a live cell */
+  sbuf ck;               /* the current row's ck, unescaped */
+} vis;
+
+#define VIS_DONE 1       /* vis_feed: a live row beyond the limit, stop */
+
+/* Free with vis_free whatever it returns. */
+static int vis_init(vis *v, const storage_query *q, uint32_t now_s,
+                    result *out, int *more) {
+  v->now = now_s;
+  v->limit = q->limit;
+  v->nrows = 0;
+  v->out = out;
+  v->more = more;
+  v->pt_ts = INT64_MIN;
+  v->in_row = 0;
+  v->ncur = 0;
+  v->rt_ts = INT64_MIN;
+  v->row = NULL;
+  sbuf_init(&v->cur);
+  sbuf_init(&v->ck);
+  return colset_init(&v->cs, q->cols, q->ncols);
+}
+
+static void vis_free(vis *v) {
+  free(v->cs.sorted);
+  sbuf_free(&v->cur);
+  sbuf_free(&v->ck);
+}
+
+/* One entry. Returns 0 to go on, VIS_DONE (with *more = 1) once a live row
+** beyond the limit is seen, or an error. */
+static int vis_feed(vis *v, const keys_parts *kp, const cell *c) {
+  if (kp->kind == KEYS_KIND_PARTITION) {
+    if (c->tombstone && c->ts > v->pt_ts) v->pt_ts = c->ts;
+    return 0;
+  }
+  if (!v->in_row || kp->ck_esc.n != v->ncur ||
+      memcmp(kp->ck_esc.p, v->cur.p, v->ncur) != 0) {
+    /* a new row starts */
+    if (sbuf_reserve(&v->cur, kp->ck_esc.n)) return CELLAR_ENOMEM;
+    memcpy(v->cur.p, kp->ck_esc.p, kp->ck_esc.n);
+    v->ncur = kp->ck_esc.n;
+    v->in_row = 1;
+    v->rt_ts = INT64_MIN;
+    v->row = NULL;
+  }
+  if (kp->kind == KEYS_KIND_ROW) {
+    if (c->tombstone) v->rt_ts = c->ts;
+    return 0;
+  }
+  if (!colset_has(&v->cs, kp->column)) return 0;
+  if (!cell_is_live(c, v->now) || c->ts <= v->pt_ts || c->ts <= v->rt_ts)
+    return 0;
+  if (v->row == NULL) {
+    if (v->nrows == v->limit) {   /* a live row beyond the limit */
+      if (v->more) *v->more = 1;
+      return VIS_DONE;
+    }
+    if (sbuf_reserve(&v->ck, kp->nck)) return CELLAR_ENOMEM;
+    keys_unescape(kp->ck_esc, v->ck.p);
+    v->row = result_add_row(v->out, v->ck.p, kp->nck);
+    if (v->row == NULL) return CELLAR_ENOMEM;
+    v->nrows++;
+  }
+  return result_add_cell(v->out, v->row, kp->column.p, kp->column.n,
+                         c->value.p, c->value.n, c->ts, c->expires_at);
+}
+
+/* Decodes the iterator's entry into kp, c; 0 or CELLAR_EPROTO, logged (a
+** stored entry that does not decode is skipped by every reader). */
+static int iter_entry(rocksdb_iterator_t *it, uint64_t table_id,
+                      storage_entry *e, keys_parts *kp, cell *c) {
+  size_t nk, nv;
+  const char *k = rocksdb_iter_key(it, &nk);
+  const char *v = rocksdb_iter_value(it, &nv);
+  e->key = CBYTES(k, nk);
+  e->value = CBYTES(v, nv);
+  int rc = check_entry(e, kp, c);
+  if (rc)
+    log_error("storage: undecodable entry in table %016llx, skipped",
+              (unsigned long long)table_id);
+  return rc;
+}
+
+int storage_read(storage *s, const table_def *t, const storage_query *q,
+                 uint32_t now_s, result *out, int *more) {
+  if (more) *more = 0;
+  qbounds b;
+  vis v;
   rocksdb_readoptions_t *ro = NULL;
   rocksdb_iterator_t *it = NULL;
-  int64_t pt_ts = INT64_MIN;
-  int rc = 0;
+  int rc = qbounds_init(&b, t->id, q);
+  int vrc = vis_init(&v, q, now_s, out, more);
+  if (rc == 0) rc = vrc;
+  if (rc) goto done;
 
-  if (sbuf_reserve(&pt, KEYS_PARTITION_MAX(q->pk.n))
-      || sbuf_reserve(&lo, KEYS_ROW_MAX(q->pk.n, q->has_start ? q->start.n : 0))
-      || sbuf_reserve(&hi, KEYS_ROW_MAX(q->pk.n, q->has_end ? q->end.n : 0))
-      || colset_init(&cs, q->cols, q->ncols)) {
-    rc = CELLAR_ENOMEM;
-    goto done;
+  it = qscan_open(s, &b, &ro);
+  storage_entry e;
+  keys_parts kp;
+  cell c;
+  if (qscan_at_pt(it, &b)) {
+    if (iter_entry(it, t->id, &e, &kp, &c) == 0) rc = vis_feed(&v, &kp, &c);
+    rocksdb_iter_next(it);
   }
-  size_t nlo, nhi;
-  if (q->has_end)
-    nhi = keys_row_end(hi.p, t->id, token, q->pk, q->end);
-  else
-    nhi = keys_partition_end(hi.p, t->id, token, q->pk);
-  /* the scan starts at the partition tombstone's key, then skips to the
-  ** start bound if it is further: one seek, not a point read plus a seek,
-  ** when the first row is the one asked for (a get of a narrow partition) */
-  size_t npt = keys_partition(pt.p, t->id, token, q->pk);
-  if (q->has_start && q->start_exclusive)
-    nlo = keys_row_end(lo.p, t->id, token, q->pk, q->start);
-  else if (q->has_start)
-    nlo = keys_rows_from(lo.p, t->id, token, q->pk, q->start);
-  else
-    nlo = 0;
-
-  ro = rocksdb_readoptions_create();   /* per scan: it holds the bound */
-  rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.p, nhi);
-  it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DATA]);
-  rocksdb_iter_seek(it, (const char *)pt.p, npt);
-  if (rocksdb_iter_valid(it)) {
-    size_t nk, nv;
-    const char *k = rocksdb_iter_key(it, &nk);
-    if (nk == npt && memcmp(k, pt.p, npt) == 0) {
-      const char *v = rocksdb_iter_value(it, &nv);
-      cell c;
-      if (cell_decode((const uint8_t *)v, nv, &c) == 0 && c.tombstone)
-        pt_ts = c.ts;
-      rocksdb_iter_next(it);
-    }
-  }
-  if (nlo && rocksdb_iter_valid(it)) {
-    size_t nk;
-    const char *k = rocksdb_iter_key(it, &nk);
-    size_t m = nk < nlo ? nk : nlo;
-    int c = memcmp(k, lo.p, m);
-    if (c < 0 || (c == 0 && nk < nlo))
-      rocksdb_iter_seek(it, (const char *)lo.p, nlo);
-  }
-
-  size_t ncur = 0;            /* esc(ck) of the current row, in cur */
-  int in_row = 0;
-  int64_t rt_ts = INT64_MIN;  /* the current row's tombstone */
-  res_row *row = NULL;        /* the current row once it has a live cell */
-  uint32_t nrows = 0;
-  for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-    size_t nk, nv;
-    const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &nk);
-    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &nv);
-    keys_parts kp;
-    cell c;
-    if (keys_decode(k, nk, &kp) != 0 || cell_decode(v, nv, &c) != 0) {
-      log_error("storage: undecodable entry in table %016llx, skipped",
-                (unsigned long long)t->id);
-      continue;
-    }
-    if (kp.kind == KEYS_KIND_PARTITION) continue;   /* read above */
-    if (!in_row || kp.ck_esc.n != ncur ||
-        memcmp(kp.ck_esc.p, cur.p, ncur) != 0) {
-      /* a new row starts */
-      if (sbuf_reserve(&cur, kp.ck_esc.n)) {
-        rc = CELLAR_ENOMEM;
-        break;
-      }
-      memcpy(cur.p, kp.ck_esc.p, kp.ck_esc.n);
-      ncur = kp.ck_esc.n;
-      in_row = 1;
-      rt_ts = INT64_MIN;
-      row = NULL;
-    }
-    if (kp.kind == KEYS_KIND_ROW) {
-      if (c.tombstone) rt_ts = c.ts;
-      continue;
-    }
-    if (!colset_has(&cs, kp.column)) continue;
-    if (!cell_is_live(&c, now_s) || c.ts <= pt_ts || c.ts <= rt_ts) continue;
-    if (row == NULL) {
-      if (nrows == q->limit) {   /* a live row beyond the limit */
-        if (more) *more = 1;
-        break;
-      }
-      if (sbuf_reserve(&ck, kp.nck)) {
-        rc = CELLAR_ENOMEM;
-        break;
-      }
-      keys_unescape(kp.ck_esc, ck.p);
-      row = result_add_row(out, ck.p, kp.nck);
-      if (row == NULL) {
-        rc = CELLAR_ENOMEM;
-        break;
-      }
-      nrows++;
-    }
-    rc = result_add_cell(out, row, kp.column.p, kp.column.n, c.value.p,
-                         c.value.n, c.ts, c.expires_at);
-    if (rc) break;
-  }
+  qscan_to_start(it, &b);
+  for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it))
+    if (iter_entry(it, t->id, &e, &kp, &c) == 0) rc = vis_feed(&v, &kp, &c);
+  if (rc == VIS_DONE) rc = 0;
   if (rc == 0) {
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -894,12 +1177,245 @@ int storage_read(storage *s, const table_def *t, const storage_query *q,
 done:
   if (it) rocksdb_iter_destroy(it);
   if (ro) rocksdb_readoptions_destroy(ro);
+  vis_free(&v);
+  qbounds_free(&b);
+  return rc;
+}
+
+int storage_entries_to_result(const table_def *t, const storage_query *q,
+                              const storage_entry *e, size_t n,
+                              uint32_t now_s, result *out, int *more) {
+  if (more) *more = 0;
+  qbounds b;
+  vis v;
+  int rc = qbounds_init(&b, t->id, q);
+  int vrc = vis_init(&v, q, now_s, out, more);
+  if (rc == 0) rc = vrc;
+  cbytes pt = CBYTES(b.pt.p, b.npt), hi = CBYTES(b.hi.p, b.nhi);
+  cbytes lo = b.nlo ? CBYTES(b.lo.p, b.nlo) : pt;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    if (i && bytes_cmp(e[i - 1].key, e[i].key) >= 0) {
+      rc = CELLAR_EINVAL;
+      break;
+    }
+    /* the same window as storage_read's iterator: the partition
+    ** tombstone, then [lo, hi) */
+    if (bytes_cmp(e[i].key, pt) != 0) {
+      if (bytes_cmp(e[i].key, lo) < 0) continue;
+      if (bytes_cmp(e[i].key, hi) >= 0) break;
+    }
+    keys_parts kp;
+    cell c;
+    rc = check_entry(&e[i], &kp, &c);
+    if (rc == 0) rc = vis_feed(&v, &kp, &c);
+  }
+  if (rc == VIS_DONE) rc = 0;
+  vis_free(&v);
+  qbounds_free(&b);
+  return rc;
+}
+
+int storage_read_entries(storage *s, const table_def *t,
+                         const storage_query *q, storage_entries *out,
+                         int *more) {
+  if (more) *more = 0;
+  qbounds b;
+  colset cs;
+  sbuf cur;              /* esc(ck) of the current row */
+  size_t ncur = 0, n0 = out->n;
+  int in_row = 0;
+  uint32_t nrows = 0;
+  rocksdb_readoptions_t *ro = NULL;
+  rocksdb_iterator_t *it = NULL;
+  sbuf_init(&cur);
+  int rc = qbounds_init(&b, t->id, q);
+  int crc = colset_init(&cs, q->cols, q->ncols);
+  if (rc == 0) rc = crc;
+  if (rc) goto done;
+
+  it = qscan_open(s, &b, &ro);
+  storage_entry e;
+  keys_parts kp;
+  cell c;
+  if (qscan_at_pt(it, &b)) {
+    if (iter_entry(it, t->id, &e, &kp, &c) == 0)
+      rc = storage_entries_add(out, e.key, e.value);
+    rocksdb_iter_next(it);
+  }
+  qscan_to_start(it, &b);
+  for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    if (iter_entry(it, t->id, &e, &kp, &c) != 0) continue;
+    if (kp.kind == KEYS_KIND_CELL && !colset_has(&cs, kp.column)) continue;
+    if (!in_row || kp.ck_esc.n != ncur ||
+        memcmp(kp.ck_esc.p, cur.p, ncur) != 0) {
+      /* a new row with an entry: it counts */
+      if (nrows == q->limit) {
+        if (more) *more = 1;
+        break;
+      }
+      if (sbuf_reserve(&cur, kp.ck_esc.n)) {
+        rc = CELLAR_ENOMEM;
+        break;
+      }
+      memcpy(cur.p, kp.ck_esc.p, kp.ck_esc.n);
+      ncur = kp.ck_esc.n;
+      in_row = 1;
+      nrows++;
+    }
+    rc = storage_entries_add(out, e.key, e.value);
+  }
+  if (rc == 0) {
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    if (err) rc = rocks_failed("read entries", err);
+  }
+
+done:
+  if (it) rocksdb_iter_destroy(it);
+  if (ro) rocksdb_readoptions_destroy(ro);
+  if (rc) {
+    out->n = n0;   /* the bytes stay in out's blocks until it is freed */
+    if (more) *more = 0;
+  }
   free(cs.sorted);
-  sbuf_free(&pt);
-  sbuf_free(&lo);
-  sbuf_free(&hi);
-  sbuf_free(&ck);
   sbuf_free(&cur);
+  qbounds_free(&b);
+  return rc;
+}
+
+/* ------------------------------------------------- merge, digest, scans */
+
+int storage_entries_merge(const storage_entry *a, size_t na,
+                          const storage_entry *b, size_t nb,
+                          storage_entries *out) {
+  size_t n0 = out->n, i = 0, j = 0;
+  int rc = entries_grow(out, na + nb);
+  while (rc == 0 && (i < na || j < nb)) {
+    if ((i > 0 && i < na && bytes_cmp(a[i - 1].key, a[i].key) >= 0) ||
+        (j > 0 && j < nb && bytes_cmp(b[j - 1].key, b[j].key) >= 0)) {
+      rc = CELLAR_EINVAL;
+      break;
+    }
+    int d = i == na ? 1 : j == nb ? -1 : bytes_cmp(a[i].key, b[j].key);
+    const storage_entry *win = d <= 0 ? &a[i] : &b[j];
+    cell x, y;
+    if ((d <= 0 && cell_decode(a[i].value.p, a[i].value.n, &x) != 0) ||
+        (d >= 0 && cell_decode(b[j].value.p, b[j].value.n, &y) != 0)) {
+      rc = CELLAR_EPROTO;
+      break;
+    }
+    if (d == 0 && cell_compare(&y, &x) > 0) win = &b[j];
+    if (d <= 0) i++;
+    if (d >= 0) j++;
+    rc = storage_entries_add(out, win->key, win->value);
+  }
+  if (rc) out->n = n0;
+  return rc;
+}
+
+/*
+** The digest: a 64-bit state absorbs the list as 8-byte little-endian words
+** (the entry count, then per entry the key's length, its bytes, the
+** value's length, its bytes, the last word of each zero-padded), each by
+** a bijection of state ^ word, then a final avalanche (fmix64 of
+** MurmurHash3). Since every step is a bijection of the state, two lists
+** that differ in a single word, in particular a single byte, always have
+** different digests.
+*/
+static uint64_t digest_word(uint64_t h, uint64_t w) {
+  h ^= w;
+  h *= 0x87c37b91114253d5ull;
+  h = (h << 31) | (h >> 33);
+  h *= 0x4cf5ad432745937full;
+  return h;
+}
+
+static uint64_t digest_bytes(uint64_t h, cbytes b) {
+  h = digest_word(h, (uint64_t)b.n);
+  size_t i = 0;
+  for (; i + 8 <= b.n; i += 8) {
+    uint64_t w = 0;
+    for (int j = 7; j >= 0; j--) w = (w << 8) | b.p[i + (size_t)j];
+    h = digest_word(h, w);
+  }
+  if (i < b.n) {
+    uint64_t w = 0;
+    for (size_t j = b.n; j-- > i;) w = (w << 8) | b.p[j];
+    h = digest_word(h, w);
+  }
+  return h;
+}
+
+uint64_t storage_entries_digest(const storage_entry *e, size_t n) {
+  uint64_t h = digest_word(0x63656c6c61720001ull, (uint64_t)n);
+  for (size_t i = 0; i < n; i++) {
+    h = digest_bytes(h, e[i].key);
+    h = digest_bytes(h, e[i].value);
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+/* One ascending segment of a token range scan: tokens first..last, both
+** inclusive, of table_id, as of snap. */
+static int scan_tokens(storage *s, const rocksdb_snapshot_t *snap,
+                       uint64_t table_id, int64_t first, int64_t last,
+                       int (*cb)(void *arg, cbytes key, cbytes value),
+                       void *arg) {
+  uint8_t lo[KEYS_HEAD_BYTES], hi[KEYS_HEAD_BYTES];
+  size_t nlo = keys_head(lo, table_id, first), nhi = 0;
+  if (last < INT64_MAX)
+    nhi = keys_head(hi, table_id, last + 1);
+  else if (keys_table_end(hi, table_id))
+    nhi = KEYS_TABLE_BYTES;   /* else the table runs to the end of the CF */
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_snapshot(ro, snap);
+  rocksdb_readoptions_set_total_order_seek(ro, 1);   /* crosses partitions */
+  if (nhi) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi,
+                                                       nhi);
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro,
+                                                      s->cf[CF_DATA]);
+  int rc = 0;
+  for (rocksdb_iter_seek(it, (const char *)lo, nlo); rocksdb_iter_valid(it);
+       rocksdb_iter_next(it)) {
+    storage_entry e;
+    keys_parts kp;
+    cell c;
+    if (iter_entry(it, table_id, &e, &kp, &c) != 0) continue;
+    if (kp.table_id != table_id) break;   /* table UINT64_MAX: unbounded */
+    rc = cb(arg, e.key, e.value);
+    if (rc) break;
+  }
+  if (rc == 0) {
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    if (err) rc = rocks_failed("scan range", err);
+  }
+  rocksdb_iter_destroy(it);
+  rocksdb_readoptions_destroy(ro);
+  return rc;
+}
+
+int storage_scan_range(storage *s, uint64_t table_id, int64_t start,
+                       int64_t end,
+                       int (*cb)(void *arg, cbytes key, cbytes value),
+                       void *arg) {
+  /* one snapshot: both segments of a wrapping range see the same data */
+  const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(s->db);
+  int rc;
+  if (start < end) {
+    rc = scan_tokens(s, snap, table_id, start + 1, end, cb, arg);
+  } else {
+    /* wraps: (start, max] and [min, end], the second first in key order */
+    rc = scan_tokens(s, snap, table_id, INT64_MIN, end, cb, arg);
+    if (rc == 0 && start < INT64_MAX)
+      rc = scan_tokens(s, snap, table_id, start + 1, INT64_MAX, cb, arg);
+  }
+  rocksdb_release_snapshot(s->db, snap);
   return rc;
 }
 

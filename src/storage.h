@@ -110,6 +110,131 @@ typedef struct storage_query {
 int storage_read(storage *s, const table_def *t, const storage_query *q,
                  uint32_t now_s, result *out, int *more);
 
+/* ----------------------------------------------------------- raw entries
+**
+** Replication, read repair, streaming and anti-entropy repair move raw data
+** entries: an encoded data key (keys.h) and its encoded value (cell.h).
+** Table ids and tokens are the same on every node, so an entry means the
+** same thing on every replica, and the receiver merges it with the same
+** cell_merge as every write. docs/storage.md, "Raw entries", has the
+** invariants.
+*/
+
+/* One raw data entry: an encoded data key and its encoded cell (cell.h).
+** Both ranges are borrowed from whoever holds the entry. */
+typedef struct storage_entry {
+  cbytes key;
+  cbytes value;
+} storage_entry;
+
+typedef struct storage_block storage_block;
+
+/* A malloc'd list of entries that owns their bytes. e[i].key / e[i].value
+** stay valid (they never move) until storage_entries_free, even while more
+** entries are added. Free with storage_entries_free. */
+typedef struct storage_entries {
+  size_t n, cap;
+  storage_entry *e;
+  storage_block *blocks;   /* private: the bytes, a list of blocks */
+} storage_entries;
+
+void storage_entries_init(storage_entries *l);
+/* Releases the list and its bytes; l may be reused after storage_entries_init. */
+void storage_entries_free(storage_entries *l);
+/* Appends a copy of key and value. Returns 0 or CELLAR_ENOMEM. */
+int storage_entries_add(storage_entries *l, cbytes key, cbytes value);
+
+/*
+** The entries a put / delete WOULD write, appended to out in key order,
+** without touching the database: same timestamps, TTL and tombstones as
+** storage_put / storage_delete, same size checks and errors, the same cell
+** written twice in the request merged into one entry. The coordinator
+** builds them once and sends the same bytes to every replica. On error out
+** keeps the entries it had.
+*/
+int storage_put_entries(const table_def *t, cbytes pk, const req_row *rows,
+                        size_t nrows, int64_t ts, uint32_t ttl,
+                        uint32_t now_s, storage_entries *out);
+int storage_delete_entries(const table_def *t, cbytes pk, int scope,
+                           cbytes ck, const cbytes *cols, size_t ncols,
+                           int64_t ts, uint32_t now_s, storage_entries *out);
+
+/*
+** Merges entries into the database: each is merged with the stored version
+** of its key (cell_merge) and the winners are written in ONE atomic batch,
+** under the stripe locks of every partition involved (entries may span
+** partitions and tables, in any order; duplicates are merged first).
+** Every entry is checked before anything is written: a key that is not a
+** data key, a value that is not a canonical cell, a partition or row key
+** whose value is not a tombstone refuse the whole call with CELLAR_EPROTO;
+** a key component or value above the cellar.h limits with CELLAR_ETOOBIG.
+** *written (may be NULL): how many distinct keys the incoming entry won,
+** so applying the same entries twice writes nothing the second time.
+** Applying is idempotent and commutative.
+*/
+int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
+                          size_t *written);
+
+/*
+** Appends to out the raw entries of a query, in key order: the partition
+** tombstone (if any), then per row its row tombstone and its cells,
+** tombstones and expired cells included: everything this replica knows, so
+** that a coordinator can merge replicas. Bounds as in storage_read; cols
+** filters cells (tombstones of partition and row always come). The limit
+** counts rows that have ANY entry (live or not); *more is set to 1 when a
+** further such row exists in the range after the limit.
+*/
+int storage_read_entries(storage *s, const table_def *t,
+                         const storage_query *q, storage_entries *out,
+                         int *more);
+
+/*
+** What a client sees from a list of entries of ONE partition (t, q->pk)
+** sorted by key, strictly ascending (the coordinator merges the replicas'
+** lists, then calls this): the visibility rules of storage_read, by the
+** same code (tombstones shadow data with a timestamp <= theirs, expired
+** cells are hidden, column filter, limit, *more), appended to out. Entries
+** outside the query's partition or bounds are ignored. Returns
+** CELLAR_EINVAL for an unsorted list, CELLAR_EPROTO for an entry that does
+** not decode.
+*/
+int storage_entries_to_result(const table_def *t, const storage_query *q,
+                              const storage_entry *e, size_t n,
+                              uint32_t now_s, result *out, int *more);
+
+/*
+** Merges two key-sorted (strictly ascending) entry lists, appending to out
+** one entry per key: the cell_merge winner where both hold the key. The
+** result is key-sorted when out was empty. out must not own a's or b's
+** bytes. Returns CELLAR_EINVAL for an unsorted input, CELLAR_EPROTO for a
+** value that does not decode, CELLAR_ENOMEM.
+*/
+int storage_entries_merge(const storage_entry *a, size_t na,
+                          const storage_entry *b, size_t nb,
+                          storage_entries *out);
+
+/*
+** A 64-bit digest of an entry list, a function of its bytes alone (same on
+** every node, build and byte order): for digest reads and Merkle leaves.
+** Lists that differ in one entry (one key or value changed, added or
+** removed) always have different digests; otherwise collisions are as
+** rare as for a good 64-bit hash. Not cryptographic.
+*/
+uint64_t storage_entries_digest(const storage_entry *e, size_t n);
+
+/*
+** Streaming and repair: calls cb for every entry of table_id whose token t
+** satisfies start < t <= end (start >= end: the range wraps around the
+** ring, t > start || t <= end; start == end is the whole ring), in key
+** order (so ascending token), all from one consistent snapshot. cb's bytes
+** are borrowed for the call. A non-zero return from cb stops the scan and
+** is returned.
+*/
+int storage_scan_range(storage *s, uint64_t table_id, int64_t start,
+                       int64_t end,
+                       int (*cb)(void *arg, cbytes key, cbytes value),
+                       void *arg);
+
 /* Removes all data of a table (a range delete over its id prefix). */
 int storage_drop_table(storage *s, uint64_t table_id);
 

@@ -186,3 +186,222 @@ void wire_schema_free(wire_schema *s) {
   if (s->pb) cellar__wire__schema_sync__free_unpacked(s->pb, NULL);
   memset(s, 0, sizeof *s);
 }
+
+/* ---------------------------------------------------------- replication */
+
+/* Points pb entries at e (no copies); arrays malloc'd by the caller. */
+static int entries_to_pb(const storage_entry *e, size_t n, Cellar__Wire__ReplicaEntry **arr,
+                         Cellar__Wire__ReplicaEntry ***ptrs) {
+  *arr = calloc(n + 1, sizeof **arr);
+  *ptrs = calloc(n + 1, sizeof **ptrs);
+  if (*arr == NULL || *ptrs == NULL) {
+    free(*arr);
+    free(*ptrs);
+    return CELLAR_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    cellar__wire__replica_entry__init(&(*arr)[i]);
+    (*arr)[i].key.data = (uint8_t *)e[i].key.p;
+    (*arr)[i].key.len = e[i].key.n;
+    (*arr)[i].value.data = (uint8_t *)e[i].value.p;
+    (*arr)[i].value.len = e[i].value.n;
+    (*ptrs)[i] = &(*arr)[i];
+  }
+  return 0;
+}
+
+static storage_entry *entries_from_pb(Cellar__Wire__ReplicaEntry **in, size_t n) {
+  storage_entry *e = calloc(n + 1, sizeof *e);
+  if (e == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    e[i].key = CBYTES(in[i]->key.data, in[i]->key.len);
+    e[i].value = CBYTES(in[i]->value.data, in[i]->value.len);
+  }
+  return e;
+}
+
+#define PACK_INTO(type, msg, lenp)                                  \
+  do {                                                              \
+    size_t sz_ = cellar__wire__##type##__get_packed_size(msg);      \
+    out = malloc(sz_ ? sz_ : 1);                                    \
+    if (out) {                                                      \
+      cellar__wire__##type##__pack(msg, out);                       \
+      *(lenp) = sz_;                                                \
+    }                                                               \
+  } while (0)
+
+uint8_t *wire_mutation_encode(uint64_t id, const char *from, const char *cluster,
+                              const storage_entry *e, size_t n,
+                              const char *const *fwd, size_t nfwd, size_t *len) {
+  Cellar__Wire__ReplicaMutation m = CELLAR__WIRE__REPLICA_MUTATION__INIT;
+  Cellar__Wire__ReplicaEntry *arr, **ptrs;
+  if (entries_to_pb(e, n, &arr, &ptrs)) return NULL;
+  m.id = id;
+  m.from = (char *)(from ? from : "");
+  m.cluster = (char *)(cluster ? cluster : "");
+  m.n_entries = n;
+  m.entries = ptrs;
+  m.n_forward_to = nfwd;
+  m.forward_to = (char **)fwd;
+  uint8_t *out = NULL;
+  PACK_INTO(replica_mutation, &m, len);
+  free(arr);
+  free(ptrs);
+  return out;
+}
+
+int wire_mutation_decode(const uint8_t *p, size_t n, wire_mutation *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__ReplicaMutation *m = cellar__wire__replica_mutation__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  if (m->n_forward_to > 64) goto bad;
+  out->id = m->id;
+  out->from = m->from;
+  out->cluster = m->cluster;
+  out->n = m->n_entries;
+  out->e = entries_from_pb(m->entries, m->n_entries);
+  out->nfwd = m->n_forward_to;
+  out->fwd = calloc(m->n_forward_to + 1, sizeof *out->fwd);
+  if (out->e == NULL || out->fwd == NULL) goto bad;
+  for (size_t i = 0; i < m->n_forward_to; i++) out->fwd[i] = m->forward_to[i];
+  return 0;
+bad:
+  wire_mutation_free(out);
+  return CELLAR_EPROTO;
+}
+
+void wire_mutation_free(wire_mutation *m) {
+  free(m->e);
+  free(m->fwd);
+  if (m->pb) cellar__wire__replica_mutation__free_unpacked(m->pb, NULL);
+  memset(m, 0, sizeof *m);
+}
+
+uint8_t *wire_ack_encode(uint64_t id, const char *host_id, int code,
+                         const char *message, size_t *len) {
+  Cellar__Wire__ReplicaAck a = CELLAR__WIRE__REPLICA_ACK__INIT;
+  a.id = id;
+  a.host_id = (char *)(host_id ? host_id : "");
+  a.code = code;
+  a.message = (char *)(message ? message : "");
+  uint8_t *out = NULL;
+  PACK_INTO(replica_ack, &a, len);
+  return out;
+}
+
+int wire_ack_decode(const uint8_t *p, size_t n, wire_ack *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__ReplicaAck *a = cellar__wire__replica_ack__unpack(NULL, n, p);
+  if (a == NULL) return CELLAR_EPROTO;
+  out->pb = a;
+  out->id = a->id;
+  out->host_id = a->host_id;
+  out->code = a->code;
+  out->message = a->message;
+  return 0;
+}
+
+void wire_ack_free(wire_ack *a) {
+  if (a->pb) cellar__wire__replica_ack__free_unpacked(a->pb, NULL);
+  memset(a, 0, sizeof *a);
+}
+
+uint8_t *wire_read_encode(const wire_read *r, size_t *len) {
+  Cellar__Wire__ReplicaRead m = CELLAR__WIRE__REPLICA_READ__INIT;
+  m.id = r->id;
+  m.from = (char *)(r->from ? r->from : "");
+  m.cluster = (char *)(r->cluster ? r->cluster : "");
+  m.table_id = r->table_id;
+  m.partition.data = (uint8_t *)r->pk.p;
+  m.partition.len = r->pk.n;
+  m.has_start = r->has_start;
+  m.start.data = (uint8_t *)r->start.p;
+  m.start.len = r->start.n;
+  m.start_exclusive = r->start_exclusive;
+  m.has_end = r->has_end;
+  m.end.data = (uint8_t *)r->end.p;
+  m.end.len = r->end.n;
+  m.limit = r->limit;
+  m.digest_only = r->digest_only;
+  uint8_t *out = NULL;
+  PACK_INTO(replica_read, &m, len);
+  return out;
+}
+
+int wire_read_decode(const uint8_t *p, size_t n, wire_read *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__ReplicaRead *m = cellar__wire__replica_read__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  if (m->partition.len == 0 || m->partition.len > CELLAR_MAX_KEY_BYTES ||
+      m->start.len > CELLAR_MAX_KEY_BYTES || m->end.len > CELLAR_MAX_KEY_BYTES ||
+      m->limit == 0) {
+    wire_read_free(out);
+    return CELLAR_EPROTO;
+  }
+  out->id = m->id;
+  out->from = m->from;
+  out->cluster = m->cluster;
+  out->table_id = m->table_id;
+  out->pk = CBYTES(m->partition.data, m->partition.len);
+  out->has_start = m->has_start;
+  out->start = CBYTES(m->start.data, m->start.len);
+  out->start_exclusive = m->start_exclusive;
+  out->has_end = m->has_end;
+  out->end = CBYTES(m->end.data, m->end.len);
+  out->limit = m->limit;
+  out->digest_only = m->digest_only;
+  return 0;
+}
+
+void wire_read_free(wire_read *r) {
+  if (r->pb) cellar__wire__replica_read__free_unpacked(r->pb, NULL);
+  memset(r, 0, sizeof *r);
+}
+
+uint8_t *wire_read_reply_encode(const wire_read_reply *r, size_t *len) {
+  Cellar__Wire__ReplicaReadReply m = CELLAR__WIRE__REPLICA_READ_REPLY__INIT;
+  Cellar__Wire__ReplicaEntry *arr, **ptrs;
+  if (entries_to_pb(r->e, r->n, &arr, &ptrs)) return NULL;
+  m.id = r->id;
+  m.host_id = (char *)(r->host_id ? r->host_id : "");
+  m.code = r->code;
+  m.message = (char *)(r->message ? r->message : "");
+  m.n_entries = r->n;
+  m.entries = ptrs;
+  m.digest.data = (uint8_t *)r->digest.p;
+  m.digest.len = r->digest.n;
+  m.more = r->more;
+  uint8_t *out = NULL;
+  PACK_INTO(replica_read_reply, &m, len);
+  free(arr);
+  free(ptrs);
+  return out;
+}
+
+int wire_read_reply_decode(const uint8_t *p, size_t n, wire_read_reply *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__ReplicaReadReply *m = cellar__wire__replica_read_reply__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  out->id = m->id;
+  out->host_id = m->host_id;
+  out->code = m->code;
+  out->message = m->message;
+  out->n = m->n_entries;
+  out->e = entries_from_pb(m->entries, m->n_entries);
+  if (out->e == NULL) {
+    wire_read_reply_free(out);
+    return CELLAR_ENOMEM;
+  }
+  out->digest = CBYTES(m->digest.data, m->digest.len);
+  out->more = m->more;
+  return 0;
+}
+
+void wire_read_reply_free(wire_read_reply *r) {
+  free(r->e);
+  if (r->pb) cellar__wire__replica_read_reply__free_unpacked(r->pb, NULL);
+  memset(r, 0, sizeof *r);
+}

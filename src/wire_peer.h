@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "gossip.h"
+#include "storage.h"
 
 /* Packs m (and the sender's peer address) into a malloc'd payload; caller
 ** frees with free(). NULL when out of memory. */
@@ -47,5 +48,72 @@ typedef struct wire_schema {
 
 int wire_schema_decode(const uint8_t *p, size_t n, wire_schema *out);
 void wire_schema_free(wire_schema *s);
+
+/* ------------------------------------------------------ replication */
+
+/* REPLICA_APPLY. Decoded entries point into pb; fwd strings too. */
+typedef struct wire_mutation {
+  uint64_t id;
+  const char *from, *cluster;
+  size_t n;
+  storage_entry *e;            /* malloc'd array */
+  size_t nfwd;
+  const char **fwd;            /* malloc'd array */
+  void *pb;
+} wire_mutation;
+
+uint8_t *wire_mutation_encode(uint64_t id, const char *from, const char *cluster,
+                              const storage_entry *e, size_t n,
+                              const char *const *fwd, size_t nfwd, size_t *len);
+int wire_mutation_decode(const uint8_t *p, size_t n, wire_mutation *out);
+void wire_mutation_free(wire_mutation *m);
+
+/* REPLICA_ACK */
+typedef struct wire_ack {
+  uint64_t id;
+  const char *host_id;
+  int code;
+  const char *message;
+  void *pb;
+} wire_ack;
+
+uint8_t *wire_ack_encode(uint64_t id, const char *host_id, int code,
+                         const char *message, size_t *len);
+int wire_ack_decode(const uint8_t *p, size_t n, wire_ack *out);
+void wire_ack_free(wire_ack *a);
+
+/* REPLICA_READ */
+typedef struct wire_read {
+  uint64_t id;
+  const char *from, *cluster;
+  uint64_t table_id;
+  cbytes pk;
+  int has_start, start_exclusive, has_end;
+  cbytes start, end;
+  uint32_t limit;
+  int digest_only;
+  void *pb;
+} wire_read;
+
+uint8_t *wire_read_encode(const wire_read *r, size_t *len);   /* pb ignored */
+int wire_read_decode(const uint8_t *p, size_t n, wire_read *out);
+void wire_read_free(wire_read *r);
+
+/* REPLICA_READ_REPLY */
+typedef struct wire_read_reply {
+  uint64_t id;
+  const char *host_id;
+  int code;
+  const char *message;
+  size_t n;
+  storage_entry *e;            /* malloc'd array pointing into pb */
+  cbytes digest;               /* digest_only answers: 16 bytes */
+  int more;
+  void *pb;
+} wire_read_reply;
+
+uint8_t *wire_read_reply_encode(const wire_read_reply *r, size_t *len);  /* pb ignored */
+int wire_read_reply_decode(const uint8_t *p, size_t n, wire_read_reply *out);
+void wire_read_reply_free(wire_read_reply *r);
 
 #endif

@@ -1,0 +1,64 @@
+/*
+** proxy: replication on the loop thread. The coordinator side takes a
+** client's data request whose replicas are not just this node, runs a
+** coordinator state machine (coordinator.h) for it, and turns its actions
+** into I/O: local storage work on the libuv pool, REPLICA_* frames to the
+** other replicas through the cluster's peer transport, one timer per
+** request. The replica side answers those frames from other coordinators.
+**
+** Everything here runs on the loop thread; storage is only touched by
+** uv_queue_work jobs.
+*/
+#ifndef CELLAR_PROXY_H
+#define CELLAR_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "cluster.h"
+#include "config.h"
+#include "engine.h"
+#include "wire.h"
+
+typedef struct proxy proxy;
+
+/* All borrowed; they must outlive the proxy. */
+int proxy_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl,
+              proxy **out);
+void proxy_free(proxy *p);
+
+/*
+** Called when the answer of a submitted request is ready: frame is one
+** complete encoded response frame (malloc'd; ownership passes to the
+** callee).
+*/
+typedef void (*proxy_done)(void *arg, uint8_t *frame, size_t len);
+
+/*
+** Coordinates req (a decoded PUT, DELETE, GET or SLICE; ownership passes
+** to the proxy). done(arg, ...) is called exactly once, on the loop thread,
+** possibly before this returns.
+*/
+void proxy_submit(proxy *p, request *req, proxy_done done, void *arg);
+
+/*
+** Worker-thread test: does req need the proxy, i.e. is some replica of its
+** key another node? When it returns 0 the request can run locally through
+** the engine as on a single node. Thread-safe.
+*/
+int proxy_needed(proxy *p, const request *req);
+
+/* The handler of REPLICA_* peer frames (cluster_set_handler). */
+void proxy_on_frame(void *arg, const frame_header *h, const uint8_t *payload);
+
+/* Aborts every request in flight (CELLAR_ESHUTDOWN) and stops answering
+** replica frames; their callbacks run before this returns. */
+void proxy_stop(proxy *p);
+
+typedef struct proxy_stats {
+  uint64_t coordinated, local, answered, timeouts, unavailable;
+  uint64_t replica_applies, replica_reads, read_repairs, hints_dropped;
+} proxy_stats;
+void proxy_get_stats(const proxy *p, proxy_stats *out);
+
+#endif

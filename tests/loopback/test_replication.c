@@ -1,0 +1,225 @@
+/*
+** Replication across real processes: three cellard nodes, one keyspace
+** with SimpleStrategy:3. Writes reach every replica; levels are met or
+** refused as they should be with replicas down (unavailable when the
+** failure detector knows, never a silent success); a replica that missed
+** writes is repaired by a read at ALL; QUORUM reads see QUORUM writes made
+** through another coordinator.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cellar/cellar.h"
+#include "harness.h"
+#include "testutil.h"
+
+#define N 3
+
+static node_proc nodes[N];
+static char *base;
+static char seeds[128];
+
+static void cleanup(void) {
+  for (int i = 0; i < N; i++)
+    if (nodes[i].pid) harness_node_signal(&nodes[i], SIGKILL);
+  if (base && !getenv("KEEP_TMP")) testutil_rmrf(base);
+}
+
+static int start_node(int i) {
+  const char *extra[] = {"--seeds", seeds, "--gossip-interval", "200",
+                         "--write-request-timeout", "1500", "--read-request-timeout", "1500",
+                         NULL};
+  int rc = harness_node_start(&nodes[i], extra, 15000);
+  if (rc) return rc;
+  char cmd[5200];
+  snprintf(cmd, sizeof cmd, "for i in $(seq 1 100); do grep -qE 'cluster: (normal|first node|restarting)' "
+           "'%s' && exit 0; sleep 0.1; done; exit 1", nodes[i].log_path);
+  return system(cmd);
+}
+
+static cellar_client_t *client_of(int i) {
+  cellar_options_t o;
+  cellar_options_init(&o);
+  o.hosts = nodes[i].addr;
+  o.request_timeout_ms = 8000;
+  cellar_client_t *c = NULL;
+  CU_ASSERT_EQUAL_FATAL(cellar_connect(&o, &c), 0);
+  return c;
+}
+
+static int put(cellar_client_t *c, const char *k, const char *v, cellar_consistency_t cl,
+               char *msg, size_t msglen) {
+  cellar_cell_t cell = {"v", 1, v, strlen(v)};
+  cellar_row_t row = {NULL, 0, &cell, 1};
+  cellar_put_t p = {.keyspace = "ks", .table = "t", .partition = k, .partition_len = strlen(k),
+                    .rows = &row, .nrows = 1, .consistency = cl};
+  cellar_result_t *r = NULL;
+  int rc = cellar_put(c, &p, &r);
+  if (msg) snprintf(msg, msglen, "%s", cellar_result_message(r));
+  cellar_result_free(r);
+  return rc;
+}
+
+/* Reads k at level cl: 1 and the value in out when found, 0 when absent,
+** a negative code on error. */
+static int get(cellar_client_t *c, const char *k, cellar_consistency_t cl, char *out, size_t outlen) {
+  cellar_get_t g = {.keyspace = "ks", .table = "t", .partition = k, .partition_len = strlen(k),
+                    .consistency = cl};
+  cellar_result_t *r = NULL;
+  int rc = cellar_get(c, &g, &r);
+  if (rc == 0) {
+    rc = cellar_result_row_count(r) > 0;
+    if (rc && out) {
+      size_t n;
+      const void *v = cellar_result_cell_value(r, 0, 0, &n);
+      snprintf(out, outlen, "%.*s", (int)n, (const char *)v);
+    }
+  }
+  cellar_result_free(r);
+  return rc;
+}
+
+/* Waits until node `from` sees node `who` as up (1) or down (0). */
+static int wait_view(int from, int who, int up, int seconds) {
+  for (int t = 0; t < seconds * 5; t++) {
+    cellar_client_t *c = client_of(from);
+    cellar_result_t *r = NULL;
+    int seen = -1;
+    if (cellar_admin(c, "status", NULL, &r) == 0)
+      for (size_t k = 0; k < cellar_result_member_count(r); k++) {
+        cellar_member_t m;
+        cellar_result_member(r, k, &m);
+        if (!strcmp(m.address, nodes[who].addr)) seen = m.up && !strcmp(m.status, "normal");
+      }
+    cellar_result_free(r);
+    cellar_close(c);
+    if (seen == up) return 0;
+    usleep(200000);
+  }
+  return -1;
+}
+
+static void test_cluster_and_schema(void) {
+  base = testutil_tmpdir("replication");
+  atexit(cleanup);
+  for (int i = 0; i < N; i++) harness_node_init(&nodes[i], base, "127.0.0.1", i);
+  snprintf(seeds, sizeof seeds, "%s", nodes[0].peer_addr);
+  for (int i = 0; i < N; i++) CU_ASSERT_EQUAL_FATAL(start_node(i), 0);
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < N; j++) CU_ASSERT_EQUAL_FATAL(wait_view(i, j, 1, 30), 0);
+  cellar_client_t *c = client_of(0);
+  CU_ASSERT_EQUAL_FATAL(cellar_create_keyspace(c, "ks", "SimpleStrategy:3", 0, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c, "ks", "t", NULL, 0, NULL), 0);
+  cellar_close(c);
+  /* wait for the schema everywhere */
+  for (int i = 1; i < N; i++) {
+    int ok = 0;
+    for (int t = 0; t < 50 && !ok; t++) {
+      cellar_client_t *ci = client_of(i);
+      cellar_result_t *d = NULL;
+      ok = cellar_describe(ci, "ks", &d) == 0 && cellar_result_table_count(d) == 1;
+      cellar_result_free(d);
+      cellar_close(ci);
+      if (!ok) usleep(100000);
+    }
+    CU_ASSERT_FATAL(ok);
+  }
+}
+
+static void test_write_all_reaches_every_replica(void) {
+  cellar_client_t *c = client_of(0);
+  char k[32], v[32], got[64];
+  for (int i = 0; i < 50; i++) {
+    snprintf(k, sizeof k, "all%03d", i);
+    snprintf(v, sizeof v, "v%d", i);
+    CU_ASSERT_EQUAL(put(c, k, v, CELLAR_CL_ALL, NULL, 0), 0);
+  }
+  cellar_close(c);
+  /* each node alone, at ONE, answers from its own storage first */
+  for (int n = 0; n < N; n++) {
+    cellar_client_t *cn = client_of(n);
+    int found = 0;
+    for (int i = 0; i < 50; i++) {
+      snprintf(k, sizeof k, "all%03d", i);
+      snprintf(v, sizeof v, "v%d", i);
+      if (get(cn, k, CELLAR_CL_ONE, got, sizeof got) == 1 && !strcmp(got, v)) found++;
+    }
+    CU_ASSERT_EQUAL(found, 50);
+    cellar_close(cn);
+  }
+}
+
+static void test_quorum_read_your_writes(void) {
+  cellar_client_t *w = client_of(1), *r = client_of(2);
+  char k[32], v[32], got[64];
+  int seen = 0;
+  for (int i = 0; i < 200; i++) {
+    snprintf(k, sizeof k, "ryw%03d", i % 20);
+    snprintf(v, sizeof v, "gen%d", i);
+    CU_ASSERT_EQUAL(put(w, k, v, CELLAR_CL_QUORUM, NULL, 0), 0);
+    if (get(r, k, CELLAR_CL_QUORUM, got, sizeof got) == 1 && !strcmp(got, v)) seen++;
+  }
+  CU_ASSERT_EQUAL(seen, 200);
+  cellar_close(w);
+  cellar_close(r);
+}
+
+static void test_levels_with_replicas_down(void) {
+  cellar_client_t *c = client_of(0);
+  char msg[256];
+  CU_ASSERT_EQUAL_FATAL(harness_node_signal(&nodes[2], SIGKILL) >= 0, 1);
+  CU_ASSERT_EQUAL_FATAL(wait_view(0, 2, 0, 60), 0);
+  /* one of three down */
+  CU_ASSERT_EQUAL(put(c, "d1", "x", CELLAR_CL_ONE, NULL, 0), 0);
+  CU_ASSERT_EQUAL(put(c, "d1", "x", CELLAR_CL_QUORUM, NULL, 0), 0);
+  CU_ASSERT_EQUAL(put(c, "d1", "x", CELLAR_CL_TWO, NULL, 0), 0);
+  CU_ASSERT_EQUAL(put(c, "d1", "x", CELLAR_CL_ALL, msg, sizeof msg), CELLAR_EUNAVAILABLE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(msg, "ALL requires 3 replicas, 2 alive"));
+  printf("\n  ALL with one of three down: %s", msg);
+  CU_ASSERT_EQUAL(get(c, "d1", CELLAR_CL_QUORUM, NULL, 0), 1);
+  CU_ASSERT_EQUAL(get(c, "d1", CELLAR_CL_ALL, NULL, 0), CELLAR_EUNAVAILABLE);
+  /* the write node 2 missed, for the repair test below */
+  CU_ASSERT_EQUAL(put(c, "missed", "while-down", CELLAR_CL_QUORUM, NULL, 0), 0);
+  /* two of three down */
+  CU_ASSERT_EQUAL_FATAL(harness_node_signal(&nodes[1], SIGKILL) >= 0, 1);
+  CU_ASSERT_EQUAL_FATAL(wait_view(0, 1, 0, 60), 0);
+  CU_ASSERT_EQUAL(put(c, "d2", "x", CELLAR_CL_ONE, NULL, 0), 0);
+  CU_ASSERT_EQUAL(put(c, "d2", "x", CELLAR_CL_QUORUM, msg, sizeof msg), CELLAR_EUNAVAILABLE);
+  printf("\n  QUORUM with two of three down: %s\n", msg);
+  CU_ASSERT_EQUAL(get(c, "d2", CELLAR_CL_ONE, NULL, 0), 1);
+  CU_ASSERT_EQUAL(get(c, "d2", CELLAR_CL_QUORUM, NULL, 0), CELLAR_EUNAVAILABLE);
+  cellar_close(c);
+  CU_ASSERT_EQUAL_FATAL(start_node(1), 0);
+  CU_ASSERT_EQUAL_FATAL(start_node(2), 0);
+  for (int i = 0; i < N; i++) CU_ASSERT_EQUAL_FATAL(wait_view(0, i, 1, 60), 0);
+  CU_ASSERT_EQUAL_FATAL(wait_view(2, 0, 1, 60), 0);
+}
+
+static void test_read_repair(void) {
+  /* node 2 was down when "missed" was written (no hints yet): alone it
+  ** does not have it */
+  cellar_client_t *c2 = client_of(2), *c0 = client_of(0);
+  char got[64];
+  CU_ASSERT_EQUAL(get(c2, "missed", CELLAR_CL_ONE, got, sizeof got), 0);
+  /* a read at ALL sees the mismatch, answers the newest and repairs */
+  CU_ASSERT_EQUAL(get(c0, "missed", CELLAR_CL_ALL, got, sizeof got), 1);
+  CU_ASSERT_STRING_EQUAL(got, "while-down");
+  CU_ASSERT_EQUAL(get(c2, "missed", CELLAR_CL_ONE, got, sizeof got), 1);
+  CU_ASSERT_STRING_EQUAL(got, "while-down");
+  cellar_close(c2);
+  cellar_close(c0);
+  for (int i = 0; i < N; i++) CU_ASSERT_EQUAL(harness_node_signal(&nodes[i], SIGTERM), 0);
+}
+
+int main(int argc, char **argv) {
+  static const test_case cases[] = {
+    {"cluster_and_schema", test_cluster_and_schema},
+    {"write_all_reaches_every_replica", test_write_all_reaches_every_replica},
+    {"quorum_read_your_writes", test_quorum_read_your_writes},
+    {"levels_with_replicas_down", test_levels_with_replicas_down},
+    {"read_repair", test_read_repair},
+    {NULL, NULL}};
+  return testutil_run("replication", cases, argc, argv);
+}
