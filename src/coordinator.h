@@ -109,8 +109,8 @@ typedef enum coord_action_kind {
 typedef struct coord_action {
   coord_action_kind kind;
   uint64_t id;                  /* the request id given at creation */
-  uint32_t replica;             /* index in the replica list */
-  uint32_t member;              /* that replica's ring member */
+  uint32_t replica;             /* index in the replica list (not ANSWER) */
+  uint32_t member;              /* that replica's ring member (not ANSWER) */
   size_t nforward;              /* SEND_WRITE_FORWARD */
   const uint32_t *forward;      /* replica indexes */
   const uint32_t *forward_members;  /* the same, as ring members */

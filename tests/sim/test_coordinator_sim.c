@@ -353,7 +353,7 @@ static size_t replicas_of(int key, int coordinator, cl_replica *out) {
 
 /* What a level guarantees about the replicas holding a write it acked /
 ** the replicas a read it answered consulted (docs/coordinator.md). */
-static cover cover_of(cellar_consistency_t l, const char *dc, int write) {
+static cover cover_of(cellar_consistency_t l, const char *dc) {
   cover v = {0, {0, 0}};
   int rf[2] = {S.nts ? 3 : 5, S.nts ? 2 : 0}, tot = 5;
   int local = S.nts && !strcmp(dc, "dc2");
@@ -383,7 +383,6 @@ static cover cover_of(cellar_consistency_t l, const char *dc, int write) {
   default:
     break;                     /* ANY: a hint may be all there is */
   }
-  (void)write;
   if (!S.nts) v.dc[0] = v.total, v.dc[1] = 0;
   return v;
 }
@@ -576,7 +575,7 @@ static uint64_t new_req(int nodeid, int client, int is_read, int key,
   r->key = key;
   r->level = level;
   r->start = S.now;
-  r->cov = cover_of(level, S.nodes[nodeid].dc, !is_read);
+  r->cov = cover_of(level, S.nodes[nodeid].dc);
   return id;
 }
 
@@ -1020,22 +1019,22 @@ static void test_weak_levels_go_back_in_time(void) {
 /* The intersect rule of the checker. */
 static void test_checker_intersections(void) {
   setup(0);
-  cover one = cover_of(CELLAR_CL_ONE, "dc1", 1), q = cover_of(CELLAR_CL_QUORUM, "dc1", 0);
-  cover all = cover_of(CELLAR_CL_ALL, "dc1", 0), three = cover_of(CELLAR_CL_THREE, "dc1", 0);
+  cover one = cover_of(CELLAR_CL_ONE, "dc1"), q = cover_of(CELLAR_CL_QUORUM, "dc1");
+  cover all = cover_of(CELLAR_CL_ALL, "dc1"), three = cover_of(CELLAR_CL_THREE, "dc1");
   CU_ASSERT_FALSE(intersects(one, one));
   CU_ASSERT_FALSE(intersects(one, q));
   CU_ASSERT_TRUE(intersects(one, all));
   CU_ASSERT_TRUE(intersects(q, q));
   CU_ASSERT_TRUE(intersects(q, three));
   setup(1);
-  cover lq1 = cover_of(CELLAR_CL_LOCAL_QUORUM, "dc1", 1);
-  cover lq2 = cover_of(CELLAR_CL_LOCAL_QUORUM, "dc2", 0);
-  cover each = cover_of(CELLAR_CL_EACH_QUORUM, "dc1", 1);
+  cover lq1 = cover_of(CELLAR_CL_LOCAL_QUORUM, "dc1");
+  cover lq2 = cover_of(CELLAR_CL_LOCAL_QUORUM, "dc2");
+  cover each = cover_of(CELLAR_CL_EACH_QUORUM, "dc1");
   CU_ASSERT_TRUE(intersects(lq1, lq1));
   CU_ASSERT_FALSE(intersects(lq1, lq2));
   CU_ASSERT_TRUE(intersects(each, lq2));
-  CU_ASSERT_TRUE(intersects(cover_of(CELLAR_CL_QUORUM, "dc1", 1),
-                            cover_of(CELLAR_CL_QUORUM, "dc2", 0)));
+  CU_ASSERT_TRUE(intersects(cover_of(CELLAR_CL_QUORUM, "dc1"),
+                            cover_of(CELLAR_CL_QUORUM, "dc2")));
 }
 
 int main(int argc, char **argv) {
