@@ -27,7 +27,7 @@ static void cap_send(void *arg, const char *to, const gossip_msg *m) {
   b->m = *m;
   b->m.digests = b->dg;
   b->m.deltas = b->dl;
-  memcpy(b->dg, m->digests, m->ndigests * sizeof *b->dg);
+  if (m->ndigests) memcpy(b->dg, m->digests, m->ndigests * sizeof *b->dg);
   for (size_t i = 0; i < m->ndeltas; i++) {
     b->dl[i] = m->deltas[i];
     for (size_t k = 0; k < m->deltas[i].nitems; k++) {
