@@ -12,4 +12,4 @@ partition_heal || true
 for n in "${CELLAR_NODES[@]}"; do
   [ "$(node_state "$n")" = paused ] && docker unpause "$(node_container "$n")" >/dev/null 2>&1 || true
 done
-compose down "${vols[@]}" --remove-orphans --timeout 5 2>&1 | grep -v '^$' || true
+compose down "${vols[@]}" --remove-orphans --timeout 5 2>&1 | grep -v '^$\|not found' || true

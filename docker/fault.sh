@@ -14,7 +14,7 @@
 # (CELLAR_PARTITION=nft, the default as root, or route).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 cmd=${1:-}; arg=${2:-}
 case "$cmd" in
 kill|stop|start|pause|unpause)
