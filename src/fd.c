@@ -32,6 +32,8 @@ void fd_report(fd_history *h, uint64_t now_ns) {
   h->last_ns = now_ns;
 }
 
+void fd_rearm(fd_history *h, uint64_t now_ns) { h->last_ns = now_ns; }
+
 double fd_mean_ns(const fd_history *h) {
   return h->n ? h->sum_ns / h->n : 1e9;
 }

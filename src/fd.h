@@ -31,6 +31,10 @@ void fd_init(fd_history *h, uint64_t now_ns, uint64_t initial_ns,
 /* A heartbeat arrived at now. */
 void fd_report(fd_history *h, uint64_t now_ns);
 
+/* Restarts the silence at now without sampling an interval (this node
+** itself was paused: the silence was its own, not the peer's). */
+void fd_rearm(fd_history *h, uint64_t now_ns);
+
 /* Suspicion level at now. */
 double fd_phi(const fd_history *h, uint64_t now_ns);
 

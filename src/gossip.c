@@ -43,6 +43,7 @@ struct gossip {
   size_t n, cap;
   gossip_endpoint **eps;       /* sorted by host_id */
   gossip_endpoint *self;
+  uint64_t last_tick_ns;
 };
 
 static const char *const key_names[GK_COUNT] = {
@@ -215,8 +216,13 @@ static int is_left(const gossip_endpoint *e) {
   return s && (!strcmp(s, "left") || !strncmp(s, "removed", 7));
 }
 
+static int is_shutdown(const gossip_endpoint *e) {
+  const char *s = e->states[GK_STATUS].value;
+  return s && !strcmp(s, "shutdown");
+}
+
 static void mark_up(gossip *g, gossip_endpoint *e) {
-  if (!e->alive) {
+  if (!e->alive && !is_shutdown(e)) {
     e->alive = 1;
     event(g, e->host_id, GOSSIP_EV_UP);
   }
@@ -262,6 +268,10 @@ static void apply_delta(gossip *g, const gossip_delta *d, uint64_t now_ns) {
     changed = 1;
   }
   if (changed) event(g, e->host_id, GOSSIP_EV_CHANGE);
+  if (changed && e->alive && is_shutdown(e)) {   /* announced: down at once */
+    e->alive = 0;
+    event(g, e->host_id, GOSSIP_EV_DOWN);
+  }
 }
 
 /* ----------------------------------------------------------------- rounds */
@@ -288,6 +298,11 @@ static void send_syn(gossip *g, const char *to, gossip_digest *digests) {
 
 void gossip_tick(gossip *g, uint64_t now_ns) {
   g->self->heartbeat = ++g->version;
+  uint64_t pause = 5 * g->interval_ns > GOSSIP_MAX_LOCAL_PAUSE_NS ? 5 * g->interval_ns
+                                                                  : GOSSIP_MAX_LOCAL_PAUSE_NS;
+  if (g->last_tick_ns && now_ns - g->last_tick_ns > pause)
+    for (size_t i = 0; i < g->n; i++) fd_rearm(&g->eps[i]->fd, now_ns);
+  g->last_tick_ns = now_ns;
 
   gossip_digest *dg = malloc(g->n * sizeof *dg);
   const char **live = malloc(g->n * sizeof *live);
@@ -328,6 +343,16 @@ out:
   free(dg);
   free(live);
   free(dead);
+}
+
+void gossip_push_self(gossip *g) {
+  gossip_delta d;
+  make_delta(g->self, 0, &d);
+  gossip_msg m = {.type = GOSSIP_ACK2, .cluster = g->cluster, .ndeltas = 1, .deltas = &d};
+  for (size_t i = 0; i < g->n; i++) {
+    gossip_endpoint *e = g->eps[i];
+    if (!e->is_self && e->alive && addr_of(e) && !is_left(e)) send_msg(g, addr_of(e), &m);
+  }
 }
 
 static void on_syn(gossip *g, const char *from, const gossip_msg *m) {

@@ -21,7 +21,11 @@
 ** then runs the phi accrual failure detector over every peer.
 **
 ** Up/down is this node's own view: a peer is marked down when its phi
-** passes the threshold and up again when a newer heartbeat arrives.
+** passes the threshold, or at once when it announces "shutdown", and up
+** again when a newer heartbeat arrives. When this node's own ticks stop
+** for longer than GOSSIP_MAX_LOCAL_PAUSE_NS (it was paused, or starved),
+** the silence was its own: every peer's detector is rearmed instead of
+** convicting everyone.
 ** A generation more than GOSSIP_MAX_GENERATION_AHEAD seconds ahead of this
 ** node's wall clock is refused (a corrupted or malicious state).
 */
@@ -36,10 +40,11 @@
 #define GOSSIP_ADDR_MAX 64
 #define GOSSIP_MAX_SEEDS 16
 #define GOSSIP_MAX_GENERATION_AHEAD (365u * 86400u)
+#define GOSSIP_MAX_LOCAL_PAUSE_NS (5000000000ull)
 
 /* Application states. Never renumber: they travel on the wire. */
 enum gossip_key {
-  GK_STATUS = 0,      /* "joining" | "normal" | "leaving" | "left" | "removed:<host>" */
+  GK_STATUS = 0,      /* "joining" | "normal" | "shutdown" | "leaving" | "left" */
   GK_DC = 1,
   GK_RACK = 2,
   GK_TOKENS = 3,      /* comma-separated decimal tokens */
@@ -142,6 +147,10 @@ int gossip_set_local(gossip *g, int key, const char *value);
 
 /* One round: heartbeat, gossip with chosen peers, failure detection. */
 void gossip_tick(gossip *g, uint64_t now_ns);
+
+/* Pushes this node's whole state (ACK2) to every live peer at once: used to
+** announce "shutdown" without waiting for the next rounds. */
+void gossip_push_self(gossip *g);
 
 /* A message from the node at address from. */
 void gossip_receive(gossip *g, const char *from, const gossip_msg *m,

@@ -15,13 +15,19 @@
 **      not yet completed. Their sum never exceeds max_queue_bytes.
 **   2. a handle's memory is released only in its close callback.
 */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "cellar/cellar.h"
 #include "log.h"
 #include "peer.h"
 
 enum out_state { OUT_IDLE, OUT_CONNECTING, OUT_CONNECTED, OUT_CLOSING };
+
+#define PEER_USER_TIMEOUT_MS 5000u
+#define PEER_CONNECT_TIMEOUT_MS 3000u
 
 typedef struct qframe {
   struct qframe *next;
@@ -36,6 +42,8 @@ typedef struct out_conn {
   enum out_state state;
   uv_tcp_t tcp;
   uv_connect_t creq;
+  uv_timer_t ctimer;           /* connect timeout */
+  int ctimer_init;
   qframe *head, *tail;
   size_t queue_bytes, inflight_bytes;
   char rbuf[256];
@@ -191,8 +199,17 @@ static void out_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   if (n < 0) out_fail(st->data, "closed by peer", (int)n);
 }
 
+static void out_connect_timeout(uv_timer_t *t) {
+  out_conn *c = t->data;
+  if (c->state == OUT_CONNECTING) {
+    c->p->stats.connect_failures++;
+    out_fail(c, "connect timed out", UV_ETIMEDOUT);
+  }
+}
+
 static void out_connected(uv_connect_t *req, int status) {
   out_conn *c = req->data;
+  if (c->ctimer_init) uv_timer_stop(&c->ctimer);
   if (c->state != OUT_CONNECTING) return;
   if (status < 0) {
     c->p->stats.connect_failures++;
@@ -202,6 +219,14 @@ static void out_connected(uv_connect_t *req, int status) {
   c->state = OUT_CONNECTED;
   c->p->stats.connects++;
   uv_tcp_nodelay(&c->tcp, 1);
+  /* a peer that stops acknowledging (cut off, frozen) fails the connection
+  ** within seconds instead of TCP's minutes of backoff */
+  uv_tcp_keepalive(&c->tcp, 1, 5);
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+    unsigned int ms = PEER_USER_TIMEOUT_MS;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+  }
   uv_read_start((uv_stream_t *)&c->tcp, out_alloc, out_read);
   out_flush(c);
 }
@@ -217,6 +242,13 @@ static void out_connect(out_conn *c) {
   c->creq.data = c;
   c->p->open_handles++;
   c->state = OUT_CONNECTING;
+  if (!c->ctimer_init) {
+    uv_timer_init(c->p->loop, &c->ctimer);
+    c->ctimer.data = c;
+    c->ctimer_init = 1;
+    c->p->open_handles++;
+  }
+  uv_timer_start(&c->ctimer, out_connect_timeout, PEER_CONNECT_TIMEOUT_MS, 0);
   int rc = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&ss, out_connected);
   if (rc != 0) {
     c->p->stats.connect_failures++;
@@ -355,6 +387,23 @@ static void listener_closed(uv_handle_t *h) {
   maybe_done(p);
 }
 
+void peer_reset(peer *p, const char *addr) {
+  for (out_conn *c = p->outs; c; c = c->next)
+    if (!strcmp(c->addr, addr)) {
+      if (c->state == OUT_CONNECTING || c->state == OUT_CONNECTED)
+        out_fail(c, "peer marked down", UV_ECONNRESET);
+      else
+        out_drop_queue(c);
+      return;
+    }
+}
+
+static void ctimer_closed(uv_handle_t *h) {
+  out_conn *c = h->data;
+  c->p->open_handles--;
+  maybe_done(c->p);
+}
+
 void peer_close(peer *p, void (*done)(void *), void *arg) {
   p->closing = 1;
   p->done = done;
@@ -365,6 +414,10 @@ void peer_close(peer *p, void (*done)(void *), void *arg) {
   }
   for (in_conn *c = p->ins; c; c = c->next) in_close(c);
   for (out_conn *c = p->outs; c; c = c->next) {
+    if (c->ctimer_init) {
+      c->ctimer_init = 0;
+      uv_close((uv_handle_t *)&c->ctimer, ctimer_closed);
+    }
     if (c->state == OUT_CONNECTING || c->state == OUT_CONNECTED) {
       out_drop_queue(c);
       c->state = OUT_CLOSING;

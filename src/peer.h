@@ -42,6 +42,12 @@ int peer_listen(peer *p, const char *host, int port);
 int peer_send(peer *p, const char *addr, unsigned type, uint32_t id,
               const uint8_t *payload, size_t len);
 
+/* Drops the outbound connection to addr and what is queued for it (the
+** peer was marked down: a connection stuck in TCP retransmission backoff
+** would otherwise delay the first messages after it comes back). The next
+** send reconnects. */
+void peer_reset(peer *p, const char *addr);
+
 /* Closes every handle; done(arg) runs on the loop once all are closed. */
 void peer_close(peer *p, void (*done)(void *), void *arg);
 void peer_free(peer *p);

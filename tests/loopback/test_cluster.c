@@ -188,6 +188,11 @@ static void test_restart_keeps_identity_wipe_does_not(void) {
   cellar_result_free(r);
   CU_ASSERT(mine[0] != '\0');
   CU_ASSERT_EQUAL(harness_node_signal(&nodes[i], SIGTERM), 0);
+  /* a clean shutdown is announced: down everywhere well before the
+  ** failure detector (~18 rounds = 4.5 s here) would notice */
+  int announced = wait_all_see(i, nodes[i].addr, 0, 10);
+  printf("\n  SIGTERM: down on every other node after ~%d s", announced);
+  CU_ASSERT(announced >= 0 && announced <= 2);
   CU_ASSERT_EQUAL_FATAL(start_node(i), 0);
   CU_ASSERT(wait_all_see(i, nodes[i].addr, 1, 60) >= 0);
   CU_ASSERT_EQUAL(cellar_admin(c, "ring", NULL, &r), 0);

@@ -190,6 +190,51 @@ static void test_silence_marks_down(void) {
   gossip_free(b);
 }
 
+/* This node's own pause is not its peers' silence; a peer announcing
+** shutdown is down at once and up again when it restarts. */
+static void test_local_pause_and_shutdown(void) {
+  box bb = {0};
+  gossip *b = make("B", "b:1", NULL, 20, &bb);
+  gossip_delta d = {.generation = 5, .heartbeat = 1};
+  strcpy(d.host_id, "C");
+  gossip_msg m = {.type = GOSSIP_ACK2, .cluster = "t", .ndeltas = 1, .deltas = &d};
+  uint64_t t;
+  for (t = 1; t <= 30; t++) {
+    d.heartbeat = t;
+    gossip_receive(b, "x", &m, t * SEC);
+    gossip_tick(b, t * SEC);
+  }
+  CU_ASSERT_EQUAL(gossip_find(b, "C")->alive, 1);
+  /* B was frozen for 60 s: its first tick after must not convict C */
+  t += 60;
+  gossip_tick(b, t * SEC);
+  CU_ASSERT_EQUAL(gossip_find(b, "C")->alive, 1);
+  CU_ASSERT_EQUAL(bb.events[GOSSIP_EV_DOWN], 0);
+  /* but real silence after that still does */
+  uint64_t t0 = t;
+  while (gossip_find(b, "C")->alive && t < t0 + 60) gossip_tick(b, ++t * SEC);
+  CU_ASSERT_EQUAL(gossip_find(b, "C")->alive, 0);
+  /* back, then an announced shutdown: down without waiting */
+  d.heartbeat = 100;
+  gossip_receive(b, "x", &m, t * SEC);
+  CU_ASSERT_EQUAL(gossip_find(b, "C")->alive, 1);
+  d.nitems = 1;
+  d.items[0].key = GK_STATUS;
+  d.items[0].value = "shutdown";
+  d.items[0].version = 101;
+  d.heartbeat = 101;
+  gossip_receive(b, "x", &m, t * SEC);
+  CU_ASSERT_EQUAL(gossip_find(b, "C")->alive, 0);
+  /* a restart (new generation, status normal) brings it back */
+  d.generation = 6;
+  d.heartbeat = 1;
+  d.items[0].value = "normal";
+  d.items[0].version = 1;
+  gossip_receive(b, "x", &m, t * SEC);
+  CU_ASSERT_EQUAL(gossip_find(b, "C")->alive, 1);
+  gossip_free(b);
+}
+
 /* The peer messages of a real round round-trip through wire_peer; with
 ** CELLAR_FUZZ_CORPUS=DIR they are also written there as fuzz seeds
 ** (tests/fuzz/corpus-peer; first byte 0 = gossip, 1 = schema sync). */
@@ -268,6 +313,7 @@ int main(int argc, char **argv) {
     {"versions_and_generations", test_versions_and_generations},
     {"silence_marks_down", test_silence_marks_down},
     {"wire_round_trip", test_wire_round_trip},
+    {"local_pause_and_shutdown", test_local_pause_and_shutdown},
     {NULL, NULL}};
   return testutil_run("gossip", cases, argc, argv);
 }
