@@ -10,6 +10,7 @@ PACKAGES=(
   clang libclang-rt-14-dev            # libFuzzer and sanitizer runtimes
   rocksdb-tools redis-server redis-tools   # reference runs for benchmarks
   python3 procps
+  nftables iproute2                   # docker fault tests: partitions
 )
 
 SUDO=""

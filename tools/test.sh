@@ -3,8 +3,11 @@
 #   1. the normal build: every CUnit suite and every loopback test (ctest);
 #   2. the same suites built with AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. the libFuzzer targets over every decoder (client frames and messages,
-#      gossip and schema sync), bounded in time.
-# Environment: FUZZ_SECONDS (default 60, per target), SKIP_SANITIZE=1, SKIP_FUZZ=1.
+#      gossip and schema sync), bounded in time;
+#   4. the two-datacenter Docker topology with kill, pause and partition
+#      faults (tests/docker/run.sh; skipped when no Docker daemon runs).
+# Environment: FUZZ_SECONDS (default 60, per target), SKIP_SANITIZE=1, SKIP_FUZZ=1,
+# SKIP_DOCKER=1.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -46,6 +49,11 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
       status=1
     fi
   done
+fi
+
+if [ "${SKIP_DOCKER:-0}" != 1 ]; then
+  echo "== docker topology fault test (skips itself without a Docker daemon)"
+  if bash tests/docker/run.sh; then :; else status=1; fi
 fi
 
 if [ $status -eq 0 ]; then echo "== all tests passed"; else echo "== SOME TESTS FAILED"; fi
