@@ -10,19 +10,27 @@
 **     handoff. Only the data CF has the compaction filter. All three share
 **     one LRU block cache; data and hints tables carry a 10-bit bloom filter.
 **
-**  2. One version per key. A write (storage_put, storage_delete) takes the
-**     stripe lock of its partition, reads the stored versions of the keys it
-**     writes, keeps for each key the winner of cell_merge(stored, incoming),
-**     and writes only the keys where the incoming version won, in one
-**     write batch. So the newest RocksDB version of a key is always the
-**     merge of every version written to it, and its timestamp never goes
-**     down while the key exists. The stripe lock only orders writers of one
-**     partition; readers take no lock (RocksDB reads see a consistent view).
+**  2. One version per key. Every write is a list of raw entries (encoded
+**     key, encoded cell) applied by storage_apply_entries: storage_put and
+**     storage_delete build theirs (storage_put_entries,
+**     storage_delete_entries) and apply them, replication and streaming
+**     apply entries received from other nodes. Applying takes the stripe
+**     locks of the partitions involved (1024 stripes by table id and token,
+**     taken in ascending stripe order, so writers spanning partitions never
+**     deadlock), reads the stored versions of the keys, keeps for each key
+**     the winner of cell_merge(stored, incoming), and writes only the keys
+**     where the incoming version won, in one write batch. So the newest
+**     RocksDB version of a key is always the merge of every version written
+**     to it, and its timestamp never goes down while the key exists. The
+**     stripe locks only order writers; readers take no lock (RocksDB reads
+**     see a consistent view).
 **
 **  3. A cell is live iff it is not a tombstone, has not expired
 **     (expires_at == 0 or expires_at > now) and its timestamp is greater
 **     than the partition tombstone's and its row tombstone's. Ties go to
-**     the tombstone. storage_read applies this; the partition tombstone
+**     the tombstone. One piece of code applies this (vis_feed), to the
+**     entries of RocksDB in storage_read and to a coordinator's merged
+**     entry list in storage_entries_to_result. The partition tombstone
 **     sorts before the rows, a row tombstone before its cells (keys.h), so
 **     one forward scan sees every tombstone before the data it covers.
 **
@@ -60,12 +68,22 @@
 **     that cross partitions (storage_count_raw, drop of the last table
 **     id) set total_order_seek. The memtable has a bloom filter on whole
 **     keys and prefixes too: the read before a write mostly misses.
+**     storage_scan_range crosses partitions too (total_order_seek).
 **
-** Write path (storage_put / storage_delete):
+**  9. Raw entries are checked where they come in: storage_apply_entries
+**     refuses a whole call if one entry is not a data key with a canonical
+**     cell (only tombstones on partition and row keys, sizes within the
+**     cellar.h limits), before taking any lock. Readers of stored entries
+**     (storage_read, storage_read_entries, storage_scan_range) skip, with a
+**     log line, any entry that check would refuse, so a damaged entry is
+**     never sent to another node, and a repair overwrites it.
 **
-**   build keys+versions --sort, merge duplicates--> lock stripe
-**     --> batched MultiGet of the stored versions --> cell_merge each
-**     --> WriteBatch of the winners --> unlock
+** Write path (storage_put / storage_delete / replication):
+**
+**   storage_put_entries: keys+versions --sort, merge duplicates--> entries
+**   storage_apply_entries: check all --sort, merge duplicates-->
+**     lock stripes (ascending) --> batched MultiGet of the stored versions
+**     --> cell_merge each --> WriteBatch of the winners --> unlock
 **
 ** Read path (storage_read), one iterator bounded above by the query's end:
 **
@@ -75,6 +93,9 @@
 **                   cell live (note 3) -> append; the row is added at its
 **                   first live cell, so dead rows never show
 **     --> a live row beyond the limit: *more = 1, stop
+**
+** storage_read_entries walks the same window and returns every entry
+** (tombstones and expired cells too), counting rows that have any entry.
 */
 #include <pthread.h>
 #include <stdio.h>

@@ -6,10 +6,12 @@
 ** the schema, "hints" is reserved for hinted handoff. Key and value formats
 ** are in keys.h / cell.h and docs/storage.md.
 **
-** Every function blocks on RocksDB: call them from worker threads, never
-** from the libuv loop. All of them are thread-safe. Writes to one partition
-** are serialised by a striped lock, since a write reads the cells it
-** replaces to merge them (cell_merge in cell.h) before writing the batch.
+** Every function taking a storage blocks on RocksDB: call them from worker
+** threads, never from the libuv loop. All of them are thread-safe. Writes
+** to one partition are serialised by a striped lock, since a write reads
+** the cells it replaces to merge them (cell_merge in cell.h) before writing
+** the batch. The raw entry functions that take no storage (building,
+** merging, digesting, rendering entry lists) do no I/O.
 **
 ** RocksDB errors (char **errptr) become CELLAR_ESTORAGE here, logged with
 ** RocksDB's message; no other module sees RocksDB types.
@@ -70,6 +72,7 @@ int storage_system_scan(storage *s, const void *prefix, size_t np,
 ** timestamp ts (microseconds) and, when ttl > 0, expires_at = now_s + ttl.
 ** Each cell is merged with the one it replaces (cell_merge), so a write
 ** carrying an older timestamp than the stored cell does not win.
+** Same as storage_put_entries then storage_apply_entries.
 */
 int storage_put(storage *s, const table_def *t, cbytes pk,
                 const req_row *rows, size_t nrows, int64_t ts, uint32_t ttl,
@@ -83,7 +86,8 @@ enum storage_delete_scope {
 
 /* Writes a tombstone with timestamp ts and local deletion time now_s:
 ** a partition tombstone, a row tombstone for ck, or one cell tombstone per
-** column of cols. Data with a timestamp <= ts is shadowed at once. */
+** column of cols. Data with a timestamp <= ts is shadowed at once.
+** Same as storage_delete_entries then storage_apply_entries. */
 int storage_delete(storage *s, const table_def *t, cbytes pk, int scope,
                    cbytes ck, const cbytes *cols, size_t ncols, int64_t ts,
                    uint32_t now_s);
@@ -141,7 +145,8 @@ typedef struct storage_entries {
 void storage_entries_init(storage_entries *l);
 /* Releases the list and its bytes; l may be reused after storage_entries_init. */
 void storage_entries_free(storage_entries *l);
-/* Appends a copy of key and value. Returns 0 or CELLAR_ENOMEM. */
+/* Appends a copy of key and value (either may be empty). Returns 0 or
+** CELLAR_ENOMEM. */
 int storage_entries_add(storage_entries *l, cbytes key, cbytes value);
 
 /*
@@ -170,7 +175,8 @@ int storage_delete_entries(const table_def *t, cbytes pk, int scope,
 ** a key component or value above the cellar.h limits with CELLAR_ETOOBIG.
 ** *written (may be NULL): how many distinct keys the incoming entry won,
 ** so applying the same entries twice writes nothing the second time.
-** Applying is idempotent and commutative.
+** Applying is idempotent and commutative. The locks are held for the read
+** and the write of the whole list: stream in batches of a few MiB.
 */
 int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
                           size_t *written);
@@ -182,7 +188,14 @@ int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
 ** that a coordinator can merge replicas. Bounds as in storage_read; cols
 ** filters cells (tombstones of partition and row always come). The limit
 ** counts rows that have ANY entry (live or not); *more is set to 1 when a
-** further such row exists in the range after the limit.
+** further such row exists in the range after the limit. Stored entries
+** that storage_apply_entries would refuse are skipped (and logged). Errors
+** as storage_read; on error out keeps the entries it had.
+**
+** A replica's list cut by the limit (*more == 1) says nothing about the
+** rows after its last one: a coordinator merging several lists must not
+** trust merged rows beyond the smallest last row of a cut list (it asks
+** again from there: short reads).
 */
 int storage_read_entries(storage *s, const table_def *t,
                          const storage_query *q, storage_entries *out,
@@ -194,9 +207,11 @@ int storage_read_entries(storage *s, const table_def *t,
 ** lists, then calls this): the visibility rules of storage_read, by the
 ** same code (tombstones shadow data with a timestamp <= theirs, expired
 ** cells are hidden, column filter, limit, *more), appended to out. Entries
-** outside the query's partition or bounds are ignored. Returns
-** CELLAR_EINVAL for an unsorted list, CELLAR_EPROTO for an entry that does
-** not decode.
+** outside the query's partition or bounds are ignored; reading stops at
+** the end of the bounds or once the limit is passed. Returns CELLAR_EINVAL
+** when the entries it reads are not strictly ascending (or q->limit is 0),
+** CELLAR_EPROTO for an entry storage_apply_entries would refuse,
+** CELLAR_ETOOBIG as storage_read.
 */
 int storage_entries_to_result(const table_def *t, const storage_query *q,
                               const storage_entry *e, size_t n,
@@ -205,9 +220,10 @@ int storage_entries_to_result(const table_def *t, const storage_query *q,
 /*
 ** Merges two key-sorted (strictly ascending) entry lists, appending to out
 ** one entry per key: the cell_merge winner where both hold the key. The
-** result is key-sorted when out was empty. out must not own a's or b's
-** bytes. Returns CELLAR_EINVAL for an unsorted input, CELLAR_EPROTO for a
-** value that does not decode, CELLAR_ENOMEM.
+** result is key-sorted when out was empty. a and b may point at bytes out
+** owns but not into out->e (that array moves as out grows). Returns
+** CELLAR_EINVAL for an unsorted input, CELLAR_EPROTO for a value that does
+** not decode, CELLAR_ENOMEM; on error out keeps the entries it had.
 */
 int storage_entries_merge(const storage_entry *a, size_t na,
                           const storage_entry *b, size_t nb,
@@ -215,10 +231,11 @@ int storage_entries_merge(const storage_entry *a, size_t na,
 
 /*
 ** A 64-bit digest of an entry list, a function of its bytes alone (same on
-** every node, build and byte order): for digest reads and Merkle leaves.
-** Lists that differ in one entry (one key or value changed, added or
-** removed) always have different digests; otherwise collisions are as
-** rare as for a good 64-bit hash. Not cryptographic.
+** every node, build and byte order; the algorithm is in docs/storage.md):
+** for digest reads and Merkle leaves. Two lists that differ in one byte
+** (or in one aligned 8-byte word) always have different digests; other
+** differences collide about as rarely as with a good 64-bit hash. Not
+** cryptographic: it does not resist crafted collisions.
 */
 uint64_t storage_entries_digest(const storage_entry *e, size_t n);
 
@@ -226,9 +243,11 @@ uint64_t storage_entries_digest(const storage_entry *e, size_t n);
 ** Streaming and repair: calls cb for every entry of table_id whose token t
 ** satisfies start < t <= end (start >= end: the range wraps around the
 ** ring, t > start || t <= end; start == end is the whole ring), in key
-** order (so ascending token), all from one consistent snapshot. cb's bytes
-** are borrowed for the call. A non-zero return from cb stops the scan and
-** is returned.
+** order (so ascending token: for a wrapping range [min, end] comes before
+** (start, max]), all from one consistent snapshot. Stored entries that
+** storage_apply_entries would refuse are skipped (and logged). cb's bytes
+** are borrowed for the call; cb may call other storage functions (no lock
+** is held). A non-zero return from cb stops the scan and is returned.
 */
 int storage_scan_range(storage *s, uint64_t table_id, int64_t start,
                        int64_t end,

@@ -1767,7 +1767,6 @@ static void test_apply_malformed(void) {
   size_t nk;
   cell live = cell_live(100, 0, B("v")), tomb = cell_tombstone(100, 1000);
   struct {
-    const char *what;
     size_t nk, nv;
     int rc;
   } bad[8];
@@ -1808,7 +1807,6 @@ static void test_apply_malformed(void) {
   bad[nbad].nk = keys_partition(keys[nbad], 3, token_of("p", 1), B("p"));
   bad[nbad].nv = 0;
   bad[nbad++].rc = CELLAR_EPROTO;
-  (void)val;
   for (int i = 0; i < nbad; i++) {
     storage_entries l;
     storage_entries_init(&l);
