@@ -17,6 +17,10 @@
 **     applies visibility once (storage_entries_to_result).
 **  4. Hints are not stored yet (the hinted handoff issue): a STORE_HINT
 **     action is counted and dropped.
+**  5. Short reads: a replica whose slice answer was cut by the limit says
+**     so (more). Past its last entry the merge knows nothing of what that
+**     replica holds, so the answer keeps only entries up to the smallest
+**     such last key and tells the client more rows remain.
 **
 ** Request life:
 **
@@ -74,6 +78,8 @@ struct preq {
   proxy_done done;
   void *arg;
   int answered;
+  uint8_t *cut;                /* design note 5: malloc'd key, or NULL */
+  size_t ncut;
 };
 
 /* ------------------------------------------------------------ registry */
@@ -95,6 +101,7 @@ static void destroy(preq *r) {
   coord_free(r->co);
   storage_entries_free(&r->mut);
   wire_request_free(r->req);
+  free(r->cut);
   free(r);
 }
 
@@ -148,15 +155,39 @@ static int cells_to_entries(const coord_cell *cells, size_t n, storage_entries *
   return 0;
 }
 
+static int key_cmp(const uint8_t *a, size_t na, const uint8_t *b, size_t nb) {
+  int c = memcmp(a, b, na < nb ? na : nb);
+  return c ? c : (na > nb) - (na < nb);
+}
+
+/* Design note 5: remembers the smallest last key of a cut answer. */
+static void note_cut(preq *r, int more, const storage_entry *e, size_t n) {
+  if (!more || n == 0) return;
+  cbytes last = e[n - 1].key;
+  if (r->cut && key_cmp(last.p, last.n, r->cut, r->ncut) >= 0) return;
+  uint8_t *k = malloc(last.n ? last.n : 1);
+  if (k == NULL) return;
+  memcpy(k, last.p, last.n);
+  free(r->cut);
+  r->cut = k;
+  r->ncut = last.n;
+}
+
 static void answer_read(preq *r, const coord_action *a) {
   storage_entries merged;
   storage_entries_init(&merged);
   result res;
   result_init(&res);
-  int more = 0;
-  int rc = cells_to_entries(a->cells, a->ncells, &merged);
+  int more = 0, cut = 0;
+  size_t keep = a->ncells;
+  if (r->cut)
+    for (keep = 0; keep < a->ncells; keep++)
+      if (key_cmp(a->cells[keep].key.p, a->cells[keep].key.n, r->cut, r->ncut) > 0) break;
+  cut = r->cut != NULL;
+  int rc = cells_to_entries(a->cells, keep, &merged);
   if (rc == 0)
     rc = storage_entries_to_result(&r->t, &r->q, merged.e, merged.n, clock_now_s(), &res, &more);
+  more |= cut;
   if (rc == 0) rc = engine_finish_slice(r->req, &res, more);
   if (rc && res.code == 0) result_error(&res, rc, "read failed: %s", cellar_strerror(rc));
   size_t len = 0;
@@ -196,6 +227,7 @@ typedef struct local_job {
   int kind;                    /* 0 apply, 1 read data, 2 read digest */
   storage_entries apply;       /* kind 0: entries to apply (owned copy) */
   storage_entries read;        /* kinds 1, 2: the answer */
+  int more;                    /* kinds 1, 2: cut by the limit */
   int rc;
 } local_job;
 
@@ -205,8 +237,8 @@ static void local_work(uv_work_t *w) {
   if (j->kind == 0) {
     j->rc = storage_apply_entries(st, j->apply.e, j->apply.n, NULL);
   } else {
-    int more = 0;
-    j->rc = storage_read_entries(st, &j->r->t, &j->r->q, &j->read, &more);
+    j->more = 0;
+    j->rc = storage_read_entries(st, &j->r->t, &j->r->q, &j->read, &j->more);
   }
 }
 
@@ -252,7 +284,10 @@ static void local_done(uv_work_t *w, int status) {
   if (r->co && !coord_finished(r->co)) {
     if (j->rc != 0) coord_on_error(r->co, j->replica, j->rc);
     else if (j->kind == 0) coord_on_ack(r->co, j->replica);
-    else feed_read(r, j->replica, j->kind == 2, j->read.e, j->read.n);
+    else {
+      if (j->kind == 1) note_cut(r, j->more, j->read.e, j->read.n);
+      feed_read(r, j->replica, j->kind == 2, j->read.e, j->read.n);
+    }
     drain(r);
   }
   storage_entries_free(&j->apply);
@@ -522,7 +557,10 @@ static void on_read_reply(proxy *p, const uint8_t *payload, size_t len) {
   if (i >= 0 && r->co && !coord_finished(r->co)) {
     if (w.code) coord_on_error(r->co, (uint32_t)i, w.code);
     else if (w.digest.n == COORD_DIGEST_LEN) coord_on_digest(r->co, (uint32_t)i, w.digest.p);
-    else feed_read(r, (uint32_t)i, 0, w.e, w.n);
+    else {
+      note_cut(r, w.more, w.e, w.n);
+      feed_read(r, (uint32_t)i, 0, w.e, w.n);
+    }
     drain(r);
     free_if_done(r);
   }

@@ -166,6 +166,54 @@ static void test_quorum_read_your_writes(void) {
   cellar_close(r);
 }
 
+/* a slice coordinated over three replicas pages through every row once */
+static void test_quorum_paging(void) {
+  cellar_client_t *c = client_of(0);
+  char ck[16];
+  cellar_cell_t cell = {"v", 1, "x", 1};
+  for (int i = 0; i < 1200; i += 100) {
+    cellar_row_t rows[100];
+    char cks[100][16];
+    for (int k = 0; k < 100; k++) {
+      snprintf(cks[k], sizeof cks[k], "r%05d", i + k);
+      rows[k] = (cellar_row_t){cks[k], strlen(cks[k]), &cell, 1};
+    }
+    cellar_put_t p = {.keyspace = "ks", .table = "t", .partition = "big", .partition_len = 3,
+                      .rows = rows, .nrows = 100, .consistency = CELLAR_CL_ALL};
+    CU_ASSERT_EQUAL_FATAL(cellar_put(c, &p, NULL), 0);
+  }
+  cellar_close(c);
+  cellar_client_t *r = client_of(1);
+  int seen = 0, pages = 0, order_ok = 1;
+  uint8_t cursor[64];
+  size_t ncursor = 0;
+  for (;;) {
+    cellar_slice_t s = {.keyspace = "ks", .table = "t", .partition = "big", .partition_len = 3,
+                        .limit = 250, .cursor = ncursor ? cursor : NULL, .cursor_len = ncursor,
+                        .consistency = CELLAR_CL_QUORUM};
+    cellar_result_t *res = NULL;
+    CU_ASSERT_EQUAL_FATAL(cellar_slice(r, &s, &res), 0);
+    for (size_t i = 0; i < cellar_result_row_count(res); i++) {
+      size_t n;
+      const void *k = cellar_result_clustering(res, i, &n);
+      snprintf(ck, sizeof ck, "r%05d", seen);
+      if (n != strlen(ck) || memcmp(k, ck, n)) order_ok = 0;
+      seen++;
+    }
+    pages++;
+    size_t nc;
+    const void *cur = cellar_result_cursor(res, &nc);
+    ncursor = cur ? nc : 0;
+    if (cur) memcpy(cursor, cur, nc);
+    cellar_result_free(res);
+    if (!ncursor || pages > 20) break;
+  }
+  CU_ASSERT_EQUAL(seen, 1200);
+  CU_ASSERT(order_ok);
+  CU_ASSERT_EQUAL(pages, 5);
+  cellar_close(r);
+}
+
 static void test_levels_with_replicas_down(void) {
   cellar_client_t *c = client_of(0);
   char msg[256];
@@ -218,6 +266,7 @@ int main(int argc, char **argv) {
     {"cluster_and_schema", test_cluster_and_schema},
     {"write_all_reaches_every_replica", test_write_all_reaches_every_replica},
     {"quorum_read_your_writes", test_quorum_read_your_writes},
+    {"quorum_paging", test_quorum_paging},
     {"levels_with_replicas_down", test_levels_with_replicas_down},
     {"read_repair", test_read_repair},
     {NULL, NULL}};
