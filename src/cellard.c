@@ -229,6 +229,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   cluster_set_handler(n.cl, proxy_on_frame, px);
+  cluster_set_fail_handler(n.cl, proxy_on_peer_failed, px);
   rc = server_new(n.loop, &cfg, &eng, &n.srv);
   if (rc == 0) server_set_proxy(n.srv, px);
   if (rc == 0) rc = server_start(n.srv);

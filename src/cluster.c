@@ -77,6 +77,8 @@ struct cluster {
   peer *pr;
   cluster_frame_fn other_fn;   /* replication frames */
   void *other_arg;
+  void (*fail_fn)(void *, const char *);
+  void *fail_arg;
   uv_timer_t timer;
   uv_async_t schema_async;
   int handles_open;
@@ -634,6 +636,7 @@ int cluster_start(cluster *c) {
   if (rc) return rc;
   rc = peer_listen(c->pr, c->cfg->peer_host, c->cfg->peer_port);
   if (rc) return rc;
+  if (c->fail_fn) peer_set_fail_cb(c->pr, c->fail_fn, c->fail_arg);
   uv_timer_init(c->loop, &c->timer);
   c->timer.data = c;
   uv_async_init(c->loop, &c->schema_async, on_schema_async);
@@ -847,4 +850,14 @@ size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
       if (take) out[k++] = tmp[i];
     }
   return k;
+}
+
+int cluster_peer_failing(cluster *c, const char *addr) {
+  return c->pr && peer_failing(c->pr, addr, clock_mono_ns());
+}
+
+void cluster_set_fail_handler(cluster *c, void (*fn)(void *arg, const char *addr), void *arg) {
+  c->fail_fn = fn;
+  c->fail_arg = arg;
+  if (c->pr) peer_set_fail_cb(c->pr, fn, arg);
 }

@@ -111,6 +111,13 @@ typedef void (*cluster_frame_fn)(void *arg, const frame_header *h,
                                  const uint8_t *payload);
 void cluster_set_handler(cluster *c, cluster_frame_fn fn, void *arg);
 
+/* A connection to this peer address failed lately (peer.h's
+** peer_failing; loop thread only). */
+int cluster_peer_failing(cluster *c, const char *addr);
+/* fn(arg, addr) when the connection to a peer fails (loop thread). */
+void cluster_set_fail_handler(cluster *c, void (*fn)(void *arg, const char *addr),
+                              void *arg);
+
 /* This node's state: "joining", "normal". */
 const char *cluster_state_name(cluster *c);
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include "cellar/cellar.h"
+#include "clock.h"
 #include "log.h"
 #include "peer.h"
 
@@ -46,6 +47,7 @@ typedef struct out_conn {
   int ctimer_init;
   qframe *head, *tail;
   size_t queue_bytes, inflight_bytes;
+  uint64_t fail_ns;            /* last failure, 0 after a success */
   char rbuf[256];
 } out_conn;
 
@@ -69,6 +71,8 @@ struct peer {
   size_t max_queue;
   peer_handler fn;
   void *arg;
+  void (*fail_fn)(void *, const char *);
+  void *fail_arg;
   uv_tcp_t listener;
   int listening;
   out_conn *outs;
@@ -145,6 +149,11 @@ static void out_closed(uv_handle_t *h) {
 static void out_fail(out_conn *c, const char *why, int status) {
   if (c->state == OUT_CLOSING || c->state == OUT_IDLE) return;
   log_debug("peer: connection to %s: %s: %s", c->addr, why, uv_strerror(status));
+  if (status != UV_ECONNRESET || strcmp(why, "peer marked down") != 0) {
+    c->fail_ns = clock_mono_ns();
+    if (c->fail_ns == 0) c->fail_ns = 1;
+    if (c->p->fail_fn && !c->p->closing) c->p->fail_fn(c->p->fail_arg, c->addr);
+  }
   out_drop_queue(c);
   c->state = OUT_CLOSING;
   uv_close((uv_handle_t *)&c->tcp, out_closed);
@@ -217,6 +226,7 @@ static void out_connected(uv_connect_t *req, int status) {
     return;
   }
   c->state = OUT_CONNECTED;
+  c->fail_ns = 0;
   c->p->stats.connects++;
   uv_tcp_nodelay(&c->tcp, 1);
   /* a peer that stops acknowledging (cut off, frozen) fails the connection
@@ -385,6 +395,18 @@ static void listener_closed(uv_handle_t *h) {
   peer *p = h->data;
   p->open_handles--;
   maybe_done(p);
+}
+
+void peer_set_fail_cb(peer *p, void (*fn)(void *arg, const char *addr), void *arg) {
+  p->fail_fn = fn;
+  p->fail_arg = arg;
+}
+
+int peer_failing(const peer *p, const char *addr, uint64_t now_ns) {
+  for (const out_conn *c = p->outs; c; c = c->next)
+    if (!strcmp(c->addr, addr))
+      return c->fail_ns && now_ns - c->fail_ns < PEER_FAILING_NS;
+  return 0;
 }
 
 void peer_reset(peer *p, const char *addr) {

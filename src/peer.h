@@ -48,6 +48,17 @@ int peer_send(peer *p, const char *addr, unsigned type, uint32_t id,
 ** send reconnects. */
 void peer_reset(peer *p, const char *addr);
 
+/*
+** Connection-level liveness, faster than the failure detector: fn(arg,
+** addr) is called on the loop when the outbound connection to addr fails
+** (refused, reset, timed out); peer_failing says whether the last attempt
+** to reach addr failed within the last PEER_FAILING_NS and no connection
+** has succeeded since.
+*/
+#define PEER_FAILING_NS (10ull * 1000000000ull)
+void peer_set_fail_cb(peer *p, void (*fn)(void *arg, const char *addr), void *arg);
+int peer_failing(const peer *p, const char *addr, uint64_t now_ns);
+
 /* Closes every handle; done(arg) runs on the loop once all are closed. */
 void peer_close(peer *p, void (*done)(void *), void *arg);
 void peer_free(peer *p);

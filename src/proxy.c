@@ -17,6 +17,11 @@
 **     applies visibility once (storage_entries_to_result).
 **  4. Hints are not stored yet (the hinted handoff issue): a STORE_HINT
 **     action is counted and dropped.
+**  6. A failed connection to a replica is news before the failure
+**     detector (which needs ~18 silent gossip rounds) has any: requests
+**     waiting on it get an error at once (proxy_on_peer_failed), and new
+**     requests treat it as down for a few seconds (peer_failing), so a
+**     killed node costs a client error it can retry, not a timeout.
 **  5. Short reads: a replica whose slice answer was cut by the limit says
 **     so (more). Past its last entry the merge knows nothing of what that
 **     replica holds, so the answer keeps only entries up to the smallest
@@ -56,6 +61,7 @@ struct proxy {
   uint64_t next_id;
   preq *buckets[BUCKETS];
   int stopping;
+  int in_fail_walk;            /* proxy_on_peer_failed is not re-entrant */
   proxy_stats stats;
 };
 
@@ -498,7 +504,14 @@ void proxy_submit(proxy *p, request *req, proxy_done done, void *arg) {
     r->nrep = cluster_replicas(p->cl, &r->ks, token_of(req->partition.p, req->partition.n),
                                r->reps, CL_MAX_REPLICAS);
     cl_replica cr[CL_MAX_REPLICAS];
-    for (size_t i = 0; i < r->nrep; i++) cr[i] = r->reps[i].r;
+    for (size_t i = 0; i < r->nrep; i++) {
+      /* a replica whose connection just failed counts as down before the
+      ** failure detector agrees (design note 6) */
+      if (!r->reps[i].is_self && r->reps[i].r.alive &&
+          cluster_peer_failing(p->cl, r->reps[i].peer_addr))
+        r->reps[i].r.alive = 0;
+      cr[i] = r->reps[i].r;
+    }
     int timeout = r->is_write ? p->cfg->write_timeout_ms : p->cfg->read_timeout_ms;
     coord_config cc = {.id = r->id, .level = (cellar_consistency_t)req->consistency,
                        .ks = &r->ks, .local_dc = cluster_local_dc(p->cl), .replicas = cr,
@@ -518,6 +531,30 @@ void proxy_submit(proxy *p, request *req, proxy_done done, void *arg) {
   else drain(r);
   result_free(&res);
   free_if_done(r);
+}
+
+void proxy_on_peer_failed(void *arg, const char *addr) {
+  proxy *p = arg;
+  if (p->in_fail_walk) return;   /* a send inside the walk failed at once */
+  p->in_fail_walk = 1;
+  for (size_t b = 0; b < BUCKETS; b++) {
+    preq *r = p->buckets[b];
+    while (r) {
+      preq *next = r->next;
+      int hit = 0;
+      for (size_t i = 0; r->co && !coord_finished(r->co) && i < r->nrep; i++)
+        if (!r->reps[i].is_self && !strcmp(r->reps[i].peer_addr, addr)) {
+          coord_on_error(r->co, (uint32_t)i, CELLAR_ECLOSED);
+          hit = 1;
+        }
+      if (hit) {
+        drain(r);
+        free_if_done(r);
+      }
+      r = next;
+    }
+  }
+  p->in_fail_walk = 0;
 }
 
 void proxy_stop(proxy *p) {

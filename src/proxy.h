@@ -51,6 +51,11 @@ int proxy_needed(proxy *p, const request *req);
 /* The handler of REPLICA_* peer frames (cluster_set_handler). */
 void proxy_on_frame(void *arg, const frame_header *h, const uint8_t *payload);
 
+/* The connection to a peer failed: its pending answers will never come,
+** so every request waiting on it hears an error now instead of timing
+** out (cluster_set_fail_handler). */
+void proxy_on_peer_failed(void *arg, const char *addr);
+
 /* Aborts every request in flight (CELLAR_ESHUTDOWN) and stops answering
 ** replica frames; their callbacks run before this returns. */
 void proxy_stop(proxy *p);

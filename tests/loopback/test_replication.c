@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "cellar/cellar.h"
 #include "harness.h"
@@ -214,6 +215,39 @@ static void test_quorum_paging(void) {
   cellar_close(r);
 }
 
+/* kill -9 of a replica, before any failure detector noticed: requests
+** through a live coordinator fail fast at worst, never wait out a timeout,
+** and once the dead connection is known they all succeed */
+static void test_kill9_fails_fast(void) {
+  cellar_client_t *c = client_of(0);
+  CU_ASSERT_EQUAL(put(c, "warm", "x", CELLAR_CL_ALL, NULL, 0), 0);
+  CU_ASSERT_EQUAL_FATAL(harness_node_signal(&nodes[2], SIGKILL) >= 0, 1);
+  int failed = 0, slow = 0, last_failure = -1;
+  char k[32], got[64];
+  for (int i = 0; i < 100; i++) {
+    snprintf(k, sizeof k, "k9-%03d", i);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int w = put(c, k, k, CELLAR_CL_QUORUM, NULL, 0);
+    int r = get(c, k, CELLAR_CL_QUORUM, got, sizeof got);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+    if (w != 0 || r != 1) {
+      failed++;
+      last_failure = i;
+    }
+    if (ms > 1000) slow++;
+  }
+  printf("\n  kill -9, then 100 QUORUM write+read pairs: %d failed (last at #%d), %d over 1 s\n",
+         failed, last_failure, slow);
+  CU_ASSERT(failed <= 3);
+  CU_ASSERT(last_failure < 5);
+  CU_ASSERT_EQUAL(slow, 0);
+  cellar_close(c);
+  CU_ASSERT_EQUAL_FATAL(start_node(2), 0);
+  for (int i = 0; i < N; i++) CU_ASSERT_EQUAL_FATAL(wait_view(i, 2, 1, 60), 0);
+}
+
 static void test_levels_with_replicas_down(void) {
   cellar_client_t *c = client_of(0);
   char msg[256];
@@ -267,6 +301,7 @@ int main(int argc, char **argv) {
     {"write_all_reaches_every_replica", test_write_all_reaches_every_replica},
     {"quorum_read_your_writes", test_quorum_read_your_writes},
     {"quorum_paging", test_quorum_paging},
+    {"kill9_fails_fast", test_kill9_fails_fast},
     {"levels_with_replicas_down", test_levels_with_replicas_down},
     {"read_repair", test_read_repair},
     {NULL, NULL}};
