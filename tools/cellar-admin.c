@@ -276,7 +276,8 @@ static void human_bytes(uint64_t b, char *out, size_t n) {
 }
 
 static char state_letter(const char *status) {
-  if (!strcmp(status, "normal")) return 'N';
+  /* a node shut down cleanly still owns its ranges: DN, as nodetool */
+  if (!strcmp(status, "normal") || !strcmp(status, "shutdown")) return 'N';
   if (!strcmp(status, "joining")) return 'J';
   if (!strcmp(status, "leaving")) return 'L';
   if (!strcmp(status, "moving")) return 'M';
