@@ -64,6 +64,7 @@ struct cluster {
   pthread_mutex_t mu;
   gossip *g;
   ring ring;
+  ring ring_all;               /* ring plus joining members (pending) */
   int ring_dirty;
   enum cl_state state;
   int ticks;
@@ -175,16 +176,21 @@ static void do_rebuild_ring(cluster *c) {
   if (!c->ring_dirty) return;
   ring_free(&c->ring);
   ring_init(&c->ring);
+  ring_free(&c->ring_all);
+  ring_init(&c->ring_all);
   for (size_t i = 0; i < gossip_count(c->g); i++) {
     const gossip_endpoint *e = gossip_at(c->g, i);
-    if (!in_ring_status(e->states[GK_STATUS].value)) continue;
+    const char *st = e->states[GK_STATUS].value;
+    int joining = st && !strcmp(st, "joining");
+    if (!in_ring_status(st) && !joining) continue;
     int64_t *t;
     size_t n;
     if (tokens_parse(e->states[GK_TOKENS].value, &t, &n) != 0) continue;
     const char *dc = e->states[GK_DC].value ? e->states[GK_DC].value : "?";
     const char *rack = e->states[GK_RACK].value ? e->states[GK_RACK].value : "?";
-    int rc = ring_add(&c->ring, e->host_id, dc, rack, t, n);
+    int rc = joining ? 0 : ring_add(&c->ring, e->host_id, dc, rack, t, n);
     if (rc < 0) log_warn("cluster: %s not placed on the ring: %s", e->host_id, cellar_strerror(rc));
+    ring_add(&c->ring_all, e->host_id, dc, rack, t, n);
     free(t);
   }
   c->ring_dirty = 0;
@@ -564,6 +570,7 @@ int cluster_new(const cluster_options *o, cluster **out) {
            o->cfg->listen_port);
   pthread_mutex_init(&c->mu, NULL);
   ring_init(&c->ring);
+  ring_init(&c->ring_all);
   c->ring_dirty = 1;
 
   char *saved = NULL;
@@ -701,6 +708,7 @@ void cluster_free(cluster *c) {
   if (c == NULL) return;
   gossip_free(c->g);
   ring_free(&c->ring);
+  ring_free(&c->ring_all);
   free(c->tokens);
   free(c->pulls);
   pthread_mutex_destroy(&c->mu);
@@ -817,26 +825,42 @@ int cluster_send(cluster *c, const char *addr, unsigned type, uint32_t id,
   return peer_send(c->pr, addr, type, id, p, n);
 }
 
+/* Caller holds c->mu. Fills r from member m of ring rg. */
+static void do_fill_replica(cluster *c, const ring *rg, uint32_t m, cluster_replica *r) {
+  const ring_member *rm = &rg->members[m];
+  const gossip_endpoint *e = gossip_find(c->g, rm->host_id);
+  memset(r, 0, sizeof *r);
+  r->r.member = m;
+  snprintf(r->r.dc, sizeof r->r.dc, "%s", rm->dc);
+  snprintf(r->host_id, sizeof r->host_id, "%s", rm->host_id);
+  r->is_self = e && e->is_self;
+  r->r.alive = e && (e->is_self || e->alive);
+  snprintf(r->peer_addr, sizeof r->peer_addr, "%s",
+           e && e->states[GK_PEER_ADDR].value ? e->states[GK_PEER_ADDR].value : "");
+}
+
 size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
-                        cluster_replica *out, size_t max) {
+                        cluster_replica *out, size_t max, size_t *npending) {
   pthread_mutex_lock(&c->mu);
   do_rebuild_ring(c);
   uint32_t members[CL_MAX_REPLICAS];
   size_t cap = max < CL_MAX_REPLICAS ? max : CL_MAX_REPLICAS;
   size_t n = ring_replicas(&c->ring, ks, t, members, cap);
   cluster_replica tmp[CL_MAX_REPLICAS];
-  for (size_t i = 0; i < n; i++) {
-    const ring_member *m = &c->ring.members[members[i]];
-    const gossip_endpoint *e = gossip_find(c->g, m->host_id);
-    cluster_replica *r = &tmp[i];
-    memset(r, 0, sizeof *r);
-    r->r.member = members[i];
-    snprintf(r->r.dc, sizeof r->r.dc, "%s", m->dc);
-    snprintf(r->host_id, sizeof r->host_id, "%s", m->host_id);
-    r->is_self = e && e->is_self;
-    r->r.alive = e && (e->is_self || e->alive);
-    snprintf(r->peer_addr, sizeof r->peer_addr, "%s",
-             e && e->states[GK_PEER_ADDR].value ? e->states[GK_PEER_ADDR].value : "");
+  for (size_t i = 0; i < n; i++) do_fill_replica(c, &c->ring, members[i], &tmp[i]);
+  /* pending: replicas in the ring with joining members that are not
+  ** replicas now */
+  cluster_replica pend[CL_MAX_REPLICAS];
+  size_t np = 0;
+  if (npending && c->ring_all.nmembers > c->ring.nmembers) {
+    uint32_t all[CL_MAX_REPLICAS];
+    size_t na = ring_replicas(&c->ring_all, ks, t, all, CL_MAX_REPLICAS);
+    for (size_t i = 0; i < na; i++) {
+      const char *h = c->ring_all.members[all[i]].host_id;
+      int known = 0;
+      for (size_t k = 0; k < n && !known; k++) known = !strcmp(tmp[k].host_id, h);
+      if (!known && n + np < cap) do_fill_replica(c, &c->ring_all, all[i], &pend[np++]);
+    }
   }
   pthread_mutex_unlock(&c->mu);
   /* preference: self, the local datacenter, the rest (ring order kept) */
@@ -849,6 +873,8 @@ size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
                            : (!tmp[i].is_self && !local);
       if (take) out[k++] = tmp[i];
     }
+  for (size_t i = 0; i < np; i++) out[k++] = pend[i];
+  if (npending) *npending = np;
   return k;
 }
 

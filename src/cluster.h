@@ -90,10 +90,12 @@ typedef struct cluster_replica {
 /*
 ** The replicas of token t for ks, in preference order: this node first if
 ** it is one, then the others of the local datacenter, then the rest in ring
-** order. At most max; returns how many.
+** order. At most max; returns how many. When npending is not NULL, the
+** pending replicas follow (members joining the ring that will own t once
+** normal: writes go to them too) and *npending says how many.
 */
 size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
-                        cluster_replica *out, size_t max);
+                        cluster_replica *out, size_t max, size_t *npending);
 
 /* Borrowed, valid for the life of the cluster. */
 const char *cluster_local_dc(const cluster *c);

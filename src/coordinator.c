@@ -375,6 +375,13 @@ static int admit(coord *c, const coord_config *cfg, int write) {
   char err[200];
   int rc = cl_need_init(&c->need, cfg->ks, cfg->local_dc, cfg->level, write, err,
                         sizeof err);
+  /* pending replicas (writes only) raise the requirement where they count */
+  for (size_t i = c->n - (write ? cfg->npending : 0); rc == 0 && write && i < c->n; i++) {
+    int g = cl_group(&c->need, c->reps[i].r.dc);
+    if (g < 0 || c->need.level == CELLAR_CL_ANY) continue;
+    c->need.total++;
+    if (c->need.scope == CL_SCOPE_EACH_DC) c->need.dcs[g].need++;
+  }
   if (rc == 0) {
     cl_replica tmp[CL_MAX_REPLICAS];
     for (size_t i = 0; i < c->n; i++) tmp[i] = c->reps[i].r;

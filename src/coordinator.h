@@ -134,6 +134,13 @@ typedef struct coord_config {
                                    the first ones (local datacenter first) */
   size_t nreplicas;             /* at most CL_MAX_REPLICAS */
   uint64_t deadline_ns;         /* kept for the owner (coord_deadline) */
+  size_t npending;              /* writes: the last npending replicas are
+                                   pending (a node joining the ring gains
+                                   this key): they get the write and each
+                                   raises the acks required by one, as
+                                   Cassandra does, so a level met now is
+                                   still met by the replicas after the
+                                   join */
   int no_forward;               /* writes: no forwarding, every remote
                                    replica gets its own SEND_WRITE */
 } coord_config;

@@ -453,8 +453,10 @@ int proxy_needed(proxy *p, const request *req) {
       schema_get_keyspace(p->eng->sc, req->keyspace, &ks) != 0)
     return 0;   /* the engine answers the error */
   cluster_replica reps[CL_MAX_REPLICAS];
+  size_t np = 0;
+  int write = req->type == FRAME_PUT || req->type == FRAME_DELETE;
   size_t n = cluster_replicas(p->cl, &ks, token_of(req->partition.p, req->partition.n),
-                              reps, CL_MAX_REPLICAS);
+                              reps, CL_MAX_REPLICAS, write ? &np : NULL);
   /* no ring yet (alone, or still joining): serve from local storage */
   if (n == 0) return 0;
   return !(n == 1 && reps[0].is_self && req->consistency != CELLAR_CL_TWO &&
@@ -501,8 +503,9 @@ void proxy_submit(proxy *p, request *req, proxy_done done, void *arg) {
     if (rc) result_error(&res, rc, "cannot build the mutation: %s", cellar_strerror(rc));
   }
   if (rc == 0) {
+    size_t npending = 0;
     r->nrep = cluster_replicas(p->cl, &r->ks, token_of(req->partition.p, req->partition.n),
-                               r->reps, CL_MAX_REPLICAS);
+                               r->reps, CL_MAX_REPLICAS, r->is_write ? &npending : NULL);
     cl_replica cr[CL_MAX_REPLICAS];
     for (size_t i = 0; i < r->nrep; i++) {
       /* a replica whose connection just failed counts as down before the
@@ -515,7 +518,7 @@ void proxy_submit(proxy *p, request *req, proxy_done done, void *arg) {
     int timeout = r->is_write ? p->cfg->write_timeout_ms : p->cfg->read_timeout_ms;
     coord_config cc = {.id = r->id, .level = (cellar_consistency_t)req->consistency,
                        .ks = &r->ks, .local_dc = cluster_local_dc(p->cl), .replicas = cr,
-                       .nreplicas = r->nrep,
+                       .nreplicas = r->nrep, .npending = npending,
                        .deadline_ns = clock_mono_ns() + (uint64_t)timeout * 1000000ull};
     rc = r->is_write ? coord_write_new(&cc, &r->co) : coord_read_new(&cc, &r->co);
     if (rc) {

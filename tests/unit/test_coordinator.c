@@ -175,6 +175,41 @@ static int next_perm(int *p, int n) {
 }
 
 /* Every order of acks: the answer comes with the need-th ack, once. */
+/* a joining replica gets the write and raises QUORUM from 2 to 3 acks */
+static void test_write_pending_replica(void) {
+  keyspace_def ks = simple(3);
+  cl_replica r[4];
+  reps_simple(r, 4, 0);
+  coord_config cfg = config(&ks, NULL, CELLAR_CL_QUORUM, r, 4);
+  cfg.npending = 1;
+  coord *c;
+  acts x;
+  CU_ASSERT_EQUAL_FATAL(coord_write_new(&cfg, &c), 0);
+  drain(c, &x);
+  CU_ASSERT_EQUAL(x.n, 4);
+  CU_ASSERT_PTR_NOT_NULL(find(&x, COORD_SEND_WRITE, 3));
+  coord_on_ack(c, 0);
+  coord_on_ack(c, 3);
+  drain(c, &x);
+  CU_ASSERT_EQUAL(x.n, 0);                 /* 2 of 4: not yet */
+  coord_on_ack(c, 1);
+  drain(c, &x);
+  CU_ASSERT_EQUAL_FATAL(x.n, 1);
+  CU_ASSERT_EQUAL(x.a[0].kind, COORD_ANSWER);
+  CU_ASSERT_EQUAL(x.a[0].code, 0);
+  coord_free(c);
+  /* with two of four down, QUORUM + 1 pending is unavailable */
+  reps_simple(r, 4, 0x6);
+  cfg = config(&ks, NULL, CELLAR_CL_QUORUM, r, 4);
+  cfg.npending = 1;
+  CU_ASSERT_EQUAL_FATAL(coord_write_new(&cfg, &c), 0);
+  drain(c, &x);
+  const coord_action *a = find(&x, COORD_ANSWER, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  CU_ASSERT_EQUAL(a->code, CELLAR_EUNAVAILABLE);
+  coord_free(c);
+}
+
 static void test_write_every_order(void) {
   static const struct {
     cellar_consistency_t level;
@@ -1128,6 +1163,7 @@ int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"write_quorum_in_order", test_write_quorum_in_order},
     {"write_every_order", test_write_every_order},
+    {"write_pending_replica", test_write_pending_replica},
     {"write_unavailable_before_sending", test_write_unavailable_before_sending},
     {"write_down_replica_gets_hint", test_write_down_replica_gets_hint},
     {"write_timeout", test_write_timeout},
