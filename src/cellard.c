@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "log.h"
 #include "proxy.h"
+#include "stream.h"
 #include "schema.h"
 #include "server.h"
 #include "storage.h"
@@ -27,6 +28,8 @@ typedef struct node {
   uv_loop_t *loop;
   server *srv;
   cluster *cl;
+  proxy *px;
+  stream *st;
   uv_async_t stop_async;       /* woken by the signal handler */
   int stopping;
   int exit_code;
@@ -99,6 +102,26 @@ static void close_handle(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* Node-to-node frames the cluster does not handle itself. */
+static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *payload) {
+  node *n = arg;
+  if (h->type == FRAME_STREAM_PULL || h->type == FRAME_STREAM_CHUNK)
+    stream_on_frame(n->st, h, payload);
+  else
+    proxy_on_frame(n->px, h, payload);
+}
+
+static void bootstrapped(void *arg, int rc, uint64_t entries) {
+  node *n = arg;
+  (void)entries;
+  cluster_bootstrap_done(n->cl, rc);
+}
+
+static int bootstrap(void *arg, const cluster_range *r, size_t count) {
+  node *n = arg;
+  return stream_bootstrap(n->st, r, count, bootstrapped, n);
+}
+
 static void cluster_stopped(void *arg) {
   node *n = arg;
   log_info("cellard: drained, closing");
@@ -107,6 +130,7 @@ static void cluster_stopped(void *arg) {
 
 static void drained(void *arg) {
   node *n = arg;
+  if (n->st) stream_stop(n->st);
   if (n->cl) cluster_stop(n->cl, cluster_stopped, n);
   else cluster_stopped(n);
 }
@@ -228,8 +252,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cellard: out of memory\n");
     return 1;
   }
-  cluster_set_handler(n.cl, proxy_on_frame, px);
+  n.px = px;
+  if (stream_new(n.loop, &eng, n.cl, &n.st) != 0) {
+    fprintf(stderr, "cellard: out of memory\n");
+    return 1;
+  }
+  cluster_set_handler(n.cl, on_peer_frame, &n);
   cluster_set_fail_handler(n.cl, proxy_on_peer_failed, px);
+  cluster_set_bootstrap(n.cl, bootstrap, &n);
   rc = server_new(n.loop, &cfg, &eng, &n.srv);
   if (rc == 0) server_set_proxy(n.srv, px);
   if (rc == 0) rc = server_start(n.srv);
@@ -262,6 +292,7 @@ int main(int argc, char **argv) {
 
   server_free(n.srv);
   proxy_free(px);
+  stream_free(n.st);
   cluster_free(n.cl);
   schema_free(sc);
   storage_close(st);

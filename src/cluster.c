@@ -42,8 +42,9 @@
 #define PULL_EVERY_NS (3ull * 1000000000ull)
 #define LOAD_EVERY_TICKS 10
 
-enum cl_state { CL_WAIT, CL_SAVING, CL_JOINING, CL_NORMAL, CL_STOPPED };
-static const char *const state_names[] = {"waiting", "saving", "joining", "normal", "stopped"};
+enum cl_state { CL_WAIT, CL_SAVING, CL_JOINING, CL_STREAMING, CL_NORMAL, CL_STOPPED };
+static const char *const state_names[] = {"waiting", "saving", "joining", "streaming",
+                                          "normal", "stopped"};
 
 typedef struct pull_mark {
   char host_id[40];
@@ -80,6 +81,11 @@ struct cluster {
   void *other_arg;
   void (*fail_fn)(void *, const char *);
   void *fail_arg;
+  cluster_bootstrap_fn boot_fn;
+  void *boot_arg;
+  cluster_range *plan;         /* to hand to boot_fn once c->mu is released */
+  size_t nplan;
+  int plan_ready;
   uv_timer_t timer;
   uv_async_t schema_async;
   int handles_open;
@@ -476,14 +482,141 @@ static void save_done(uv_work_t *w, int status) {
   free(j);
 }
 
+/* Caller holds c->mu. Every live member in the ring has our schema. */
+static int do_schema_agrees(cluster *c) {
+  char mine[24];
+  snprintf(mine, sizeof mine, "%016" PRIx64, c->schema_version);
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    if (e->is_self || !e->alive || !in_ring_status(e->states[GK_STATUS].value)) continue;
+    if (!e->states[GK_SCHEMA].value || strcmp(e->states[GK_SCHEMA].value, mine)) return 0;
+  }
+  return 1;
+}
+
+/* Caller holds c->mu. Appends one range of table id, splitting a wrap. */
+static int do_add_range(cluster_range **v, size_t *n, size_t *cap, uint64_t id, int64_t prev,
+                        int64_t cur, const char *src) {
+  int64_t lo[2], hi[2];
+  int k = 0;
+  if (prev < cur) {
+    lo[k] = prev + 1, hi[k++] = cur;
+  } else {
+    if (prev < INT64_MAX) lo[k] = prev + 1, hi[k++] = INT64_MAX;
+    if (cur > INT64_MIN) lo[k] = INT64_MIN + 1, hi[k++] = cur;
+  }
+  for (int i = 0; i < k; i++) {
+    if (*n == *cap) {
+      size_t nc = *cap ? *cap * 2 : 64;
+      cluster_range *nv = realloc(*v, nc * sizeof *nv);
+      if (nv == NULL) return CELLAR_ENOMEM;
+      *v = nv;
+      *cap = nc;
+    }
+    cluster_range *r = &(*v)[(*n)++];
+    r->table_id = id;
+    r->lo = lo[i];
+    r->hi = hi[i];
+    snprintf(r->source, sizeof r->source, "%s", src);
+  }
+  return 0;
+}
+
+/* Caller holds c->mu. The ranges this joining node gains, per table, each
+** with a live current replica to fetch it from (local datacenter first). */
+static int do_bootstrap_plan(cluster *c, cluster_range **out, size_t *nout) {
+  *out = NULL;
+  *nout = 0;
+  c->ring_dirty = 1;
+  do_rebuild_ring(c);
+  keyspace_def *kss;
+  table_def *tbs;
+  size_t nks, ntb, cap = 0;
+  int rc = schema_list(c->sc, NULL, &kss, &nks, &tbs, &ntb);
+  if (rc) return rc;
+  const ring *all = &c->ring_all;
+  for (size_t t = 0; t < ntb && rc == 0; t++) {
+    const keyspace_def *ks = NULL;
+    for (size_t k = 0; k < nks; k++)
+      if (!strcmp(kss[k].name, tbs[t].keyspace)) ks = &kss[k];
+    if (ks == NULL) continue;
+    for (size_t i = 0; i < all->ntokens && rc == 0; i++) {
+      int64_t cur = all->tokens[i].token;
+      int64_t prev = all->tokens[(i + all->ntokens - 1) % all->ntokens].token;
+      uint32_t reps[CL_MAX_REPLICAS];
+      size_t nr = ring_replicas(all, ks, cur, reps, CL_MAX_REPLICAS);
+      int mine = 0;
+      for (size_t k = 0; k < nr && !mine; k++) mine = !strcmp(all->members[reps[k]].host_id, c->host_id);
+      if (!mine) continue;
+      nr = ring_replicas(&c->ring, ks, cur, reps, CL_MAX_REPLICAS);
+      const char *src = "";
+      for (int pass = 0; pass < 2 && !*src; pass++)
+        for (size_t k = 0; k < nr && !*src; k++) {
+          const ring_member *m = &c->ring.members[reps[k]];
+          const gossip_endpoint *e = gossip_find(c->g, m->host_id);
+          if (!e || e->is_self || !e->alive || !e->states[GK_PEER_ADDR].value) continue;
+          if (pass == 0 && strcmp(m->dc, c->cfg->dc)) continue;
+          src = e->states[GK_PEER_ADDR].value;
+        }
+      if (!*src) log_warn("cluster: no live replica to fetch a range of %s.%s from",
+                          tbs[t].keyspace, tbs[t].name);
+      rc = do_add_range(out, nout, &cap, tbs[t].id, prev, cur, src);
+    }
+  }
+  free(kss);
+  free(tbs);
+  return rc;
+}
+
+void cluster_set_bootstrap(cluster *c, cluster_bootstrap_fn fn, void *arg) {
+  c->boot_fn = fn;
+  c->boot_arg = arg;
+}
+
+void cluster_bootstrap_done(cluster *c, int rc) {
+  pthread_mutex_lock(&c->mu);
+  if (c->state == CL_STREAMING) {
+    if (rc == 0) {
+      gossip_set_local(c->g, GK_STATUS, "normal");
+      c->state = CL_NORMAL;
+      c->ring_dirty = 1;
+      log_info("cluster: normal, owning %zu tokens", c->ntokens);
+    } else {
+      log_warn("cluster: bootstrap streaming failed (%s); trying again", cellar_strerror(rc));
+      c->state = CL_JOINING;
+      c->ticks = 0;
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+#define SCHEMA_WAIT_TICKS 30
+
 /* Caller holds c->mu. One step of the join lifecycle per tick. */
 static void do_lifecycle(cluster *c) {
   c->ticks++;
   if (c->state == CL_JOINING && c->ticks >= JOINING_TICKS) {
-    gossip_set_local(c->g, GK_STATUS, "normal");
-    c->state = CL_NORMAL;
-    c->ring_dirty = 1;
-    log_info("cluster: normal, owning %zu tokens", c->ntokens);
+    if (c->boot_fn == NULL) {
+      gossip_set_local(c->g, GK_STATUS, "normal");
+      c->state = CL_NORMAL;
+      c->ring_dirty = 1;
+      log_info("cluster: normal, owning %zu tokens", c->ntokens);
+      return;
+    }
+    /* the tables to fetch must be known: wait for schema agreement */
+    if (!do_schema_agrees(c) && c->ticks < JOINING_TICKS + SCHEMA_WAIT_TICKS) return;
+    cluster_range *plan = NULL;
+    size_t n = 0;
+    if (do_bootstrap_plan(c, &plan, &n) != 0) {
+      free(plan);
+      return;
+    }
+    c->state = CL_STREAMING;
+    log_info("cluster: bootstrap: fetching %zu ranges", n);
+    free(c->plan);
+    c->plan = plan;            /* on_tick hands it over, unlocked */
+    c->nplan = n;
+    c->plan_ready = 1;
     return;
   }
   if (c->state != CL_WAIT || c->ticks < WAIT_TICKS) return;
@@ -542,7 +675,17 @@ static void on_tick(uv_timer_t *t) {
   if (c->state != CL_STOPPED) do_pull_mismatched(c);
   static int n;
   int refresh = (++n % LOAD_EVERY_TICKS) == 1;
+  cluster_range *plan = c->plan;
+  size_t nplan = c->nplan;
+  int ready = c->plan_ready;
+  c->plan = NULL;
+  c->plan_ready = 0;
   pthread_mutex_unlock(&c->mu);
+  if (ready) {
+    int rc = c->boot_fn(c->boot_arg, plan, nplan);
+    free(plan);
+    if (rc) cluster_bootstrap_done(c, rc);
+  }
   if (refresh) {
     load_job *j = calloc(1, sizeof *j);
     if (j) {
@@ -709,6 +852,7 @@ void cluster_free(cluster *c) {
   gossip_free(c->g);
   ring_free(&c->ring);
   ring_free(&c->ring_all);
+  free(c->plan);
   free(c->tokens);
   free(c->pulls);
   pthread_mutex_destroy(&c->mu);
@@ -730,7 +874,8 @@ static void do_fill_member(cluster *c, const gossip_endpoint *e, res_member *m,
   snprintf(m->peer_address, sizeof m->peer_address, "%s", or_empty(e->states[GK_PEER_ADDR].value));
   snprintf(m->dc, sizeof m->dc, "%s", or_empty(e->states[GK_DC].value));
   snprintf(m->rack, sizeof m->rack, "%s", or_empty(e->states[GK_RACK].value));
-  const char *st = e->is_self ? (c->state == CL_WAIT || c->state == CL_SAVING ? "joining" : or_empty(e->states[GK_STATUS].value))
+  const char *st = e->is_self ? (c->state == CL_WAIT || c->state == CL_SAVING ||
+                                 c->state == CL_STREAMING ? "joining" : or_empty(e->states[GK_STATUS].value))
                               : or_empty(e->states[GK_STATUS].value);
   snprintf(m->status, sizeof m->status, "%s", *st ? st : "joining");
   m->up = e->is_self ? 1 : e->alive;

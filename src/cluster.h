@@ -120,6 +120,26 @@ int cluster_peer_failing(cluster *c, const char *addr);
 void cluster_set_fail_handler(cluster *c, void (*fn)(void *arg, const char *addr),
                               void *arg);
 
+/* A token range of one table to fetch on bootstrap: tokens lo..hi
+** (inclusive, lo > INT64_MIN), from the node at source ("" = none alive). */
+typedef struct cluster_range {
+  uint64_t table_id;
+  int64_t lo, hi;
+  char source[80];
+} cluster_range;
+
+/*
+** Bootstrap: once a joining node's tokens are announced (and its schema
+** agrees with the live members'), the cluster computes the ranges it
+** gains and hands them to fn (loop thread), which must call
+** cluster_bootstrap_done when they are all in (rc 0: the node becomes
+** normal) or could not be fetched (it tries again). Without fn the node
+** becomes normal without streaming.
+*/
+typedef int (*cluster_bootstrap_fn)(void *arg, const cluster_range *r, size_t n);
+void cluster_set_bootstrap(cluster *c, cluster_bootstrap_fn fn, void *arg);
+void cluster_bootstrap_done(cluster *c, int rc);
+
 /* This node's state: "joining", "normal". */
 const char *cluster_state_name(cluster *c);
 

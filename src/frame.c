@@ -57,6 +57,8 @@ const char *frame_type_name(unsigned type) {
     case FRAME_REPLICA_ACK: return "REPLICA_ACK";
     case FRAME_REPLICA_READ: return "REPLICA_READ";
     case FRAME_REPLICA_READ_REPLY: return "REPLICA_READ_REPLY";
+    case FRAME_STREAM_PULL: return "STREAM_PULL";
+    case FRAME_STREAM_CHUNK: return "STREAM_CHUNK";
   }
   return "UNKNOWN";
 }

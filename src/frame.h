@@ -52,7 +52,9 @@ enum frame_type {
   FRAME_REPLICA_APPLY = 35, /* ReplicaMutation */
   FRAME_REPLICA_ACK = 36,   /* ReplicaAck */
   FRAME_REPLICA_READ = 37,  /* ReplicaRead */
-  FRAME_REPLICA_READ_REPLY = 38  /* ReplicaReadReply */
+  FRAME_REPLICA_READ_REPLY = 38, /* ReplicaReadReply */
+  FRAME_STREAM_PULL = 39,   /* StreamPull */
+  FRAME_STREAM_CHUNK = 40   /* StreamChunk */
 };
 
 typedef struct frame_header {

@@ -405,3 +405,89 @@ void wire_read_reply_free(wire_read_reply *r) {
   if (r->pb) cellar__wire__replica_read_reply__free_unpacked(r->pb, NULL);
   memset(r, 0, sizeof *r);
 }
+
+/* -------------------------------------------------------------- streams */
+
+uint8_t *wire_pull_encode(const wire_pull *w, size_t *len) {
+  Cellar__Wire__StreamPull m = CELLAR__WIRE__STREAM_PULL__INIT;
+  m.id = w->id;
+  m.from = (char *)(w->from ? w->from : "");
+  m.cluster = (char *)(w->cluster ? w->cluster : "");
+  m.table_id = w->table_id;
+  m.lo = w->lo;
+  m.hi = w->hi;
+  m.after_key.data = (uint8_t *)w->after_key.p;
+  m.after_key.len = w->after_key.n;
+  m.max_bytes = w->max_bytes;
+  uint8_t *out = NULL;
+  PACK_INTO(stream_pull, &m, len);
+  return out;
+}
+
+int wire_pull_decode(const uint8_t *p, size_t n, wire_pull *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__StreamPull *m = cellar__wire__stream_pull__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  if (m->lo > m->hi || m->max_bytes == 0) {
+    wire_pull_free(out);
+    return CELLAR_EPROTO;
+  }
+  out->id = m->id;
+  out->from = m->from;
+  out->cluster = m->cluster;
+  out->table_id = m->table_id;
+  out->lo = m->lo;
+  out->hi = m->hi;
+  out->after_key = CBYTES(m->after_key.data, m->after_key.len);
+  out->max_bytes = m->max_bytes;
+  return 0;
+}
+
+void wire_pull_free(wire_pull *w) {
+  if (w->pb) cellar__wire__stream_pull__free_unpacked(w->pb, NULL);
+  memset(w, 0, sizeof *w);
+}
+
+uint8_t *wire_chunk_encode(const wire_chunk *w, size_t *len) {
+  Cellar__Wire__StreamChunk m = CELLAR__WIRE__STREAM_CHUNK__INIT;
+  Cellar__Wire__ReplicaEntry *arr, **ptrs;
+  if (entries_to_pb(w->e, w->n, &arr, &ptrs)) return NULL;
+  m.id = w->id;
+  m.host_id = (char *)(w->host_id ? w->host_id : "");
+  m.code = w->code;
+  m.message = (char *)(w->message ? w->message : "");
+  m.n_entries = w->n;
+  m.entries = ptrs;
+  m.done = w->done;
+  uint8_t *out = NULL;
+  PACK_INTO(stream_chunk, &m, len);
+  free(arr);
+  free(ptrs);
+  return out;
+}
+
+int wire_chunk_decode(const uint8_t *p, size_t n, wire_chunk *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__StreamChunk *m = cellar__wire__stream_chunk__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  out->id = m->id;
+  out->host_id = m->host_id;
+  out->code = m->code;
+  out->message = m->message;
+  out->n = m->n_entries;
+  out->e = entries_from_pb(m->entries, m->n_entries);
+  out->done = m->done;
+  if (out->e == NULL) {
+    wire_chunk_free(out);
+    return CELLAR_ENOMEM;
+  }
+  return 0;
+}
+
+void wire_chunk_free(wire_chunk *w) {
+  free(w->e);
+  if (w->pb) cellar__wire__stream_chunk__free_unpacked(w->pb, NULL);
+  memset(w, 0, sizeof *w);
+}

@@ -116,4 +116,34 @@ uint8_t *wire_read_reply_encode(const wire_read_reply *r, size_t *len);  /* pb i
 int wire_read_reply_decode(const uint8_t *p, size_t n, wire_read_reply *out);
 void wire_read_reply_free(wire_read_reply *r);
 
+/* STREAM_PULL / STREAM_CHUNK (bootstrap streaming). */
+typedef struct wire_pull {
+  uint64_t id;
+  const char *from, *cluster;
+  uint64_t table_id;
+  int64_t lo, hi;
+  cbytes after_key;
+  uint32_t max_bytes;
+  void *pb;
+} wire_pull;
+
+uint8_t *wire_pull_encode(const wire_pull *w, size_t *len);   /* pb ignored */
+int wire_pull_decode(const uint8_t *p, size_t n, wire_pull *out);
+void wire_pull_free(wire_pull *w);
+
+typedef struct wire_chunk {
+  uint64_t id;
+  const char *host_id;
+  int code;
+  const char *message;
+  size_t n;
+  storage_entry *e;            /* malloc'd array pointing into pb */
+  int done;
+  void *pb;
+} wire_chunk;
+
+uint8_t *wire_chunk_encode(const wire_chunk *w, size_t *len);  /* pb ignored */
+int wire_chunk_decode(const uint8_t *p, size_t n, wire_chunk *out);
+void wire_chunk_free(wire_chunk *w);
+
 #endif

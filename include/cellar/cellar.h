@@ -109,15 +109,55 @@ int cellar_consistency_parse(const char *name, cellar_consistency_t *out);
 typedef struct cellar_client cellar_client_t;  /* opaque */
 typedef struct cellar_result cellar_result_t;  /* opaque */
 
+/*
+** Routing of data requests (put, get, slice, delete). The client learns
+** the ring from the node it connects to (admin "ring" and "status", every
+** 2 s and at once after a connection failure) and the replication of each
+** keyspace it uses (describe, once, cached), and sends each data request
+** to a live replica of its partition key, in the local datacenter when
+** one is alive. Any node coordinates any request, so routing saves a hop
+** and lets the client steer around dead nodes; while the ring or a
+** keyspace is not known yet the request goes to the node connected to.
+** Schema, admin and ping requests go to the node connected to while it is
+** reachable, else to another live node.
+*/
+typedef enum cellar_routing {
+  CELLAR_ROUTE_TOKEN_AWARE = 0,  /* default: a live local replica; the node
+                                    connected to first when it is one (a
+                                    client of node X reads X's copy at ONE),
+                                    else the replicas in ring order */
+  CELLAR_ROUTE_SPREAD = 1,       /* token-aware, rotating over the live local
+                                    replicas (spreads coordination when the
+                                    replication factor is above 1) */
+  CELLAR_ROUTE_NONE = 2          /* no ring: every request to the node
+                                    connected to, as before routing existed */
+} cellar_routing_t;
+
 typedef struct cellar_options {
   const char *hosts;           /* "host:port[,host:port...]"; borrowed during
                                   cellar_connect only. Default "127.0.0.1:7400" */
   int connect_timeout_ms;      /* default 2000 */
-  int request_timeout_ms;      /* default 10000; 0 = none */
-  int connections;             /* TCP connections per host, default 1 */
+  int request_timeout_ms;      /* default 10000; 0 = none. The overall limit of
+                                  a request, its retry included */
+  int connections;             /* TCP connections per node, default 1; opened
+                                  when a request first needs them */
   cellar_consistency_t consistency;  /* default level, CELLAR_CL_ONE */
   size_t max_in_flight;        /* per client; 0 = unlimited. Async calls beyond
                                   it fail with CELLAR_EOVERLOAD. */
+  /* --- routing (additions; cellar_options_init sets the defaults) --- */
+  cellar_routing_t routing;    /* default CELLAR_ROUTE_TOKEN_AWARE */
+  const char *local_dc;        /* datacenter whose replicas are preferred;
+                                  borrowed during cellar_connect only. NULL or
+                                  "" (default): the datacenter of the node
+                                  connected to */
+  int speculative_read_ms;     /* 0 (default) = off. A get or slice without an
+                                  answer after this many ms is sent to a second
+                                  replica (or node); the first answer wins, the
+                                  other is dropped */
+  double speculative_percentile;  /* 0 (default) = off; e.g. 99: the delay is
+                                  the running 99th percentile of read latency
+                                  of the node asked (once it has 100 samples;
+                                  until then speculative_read_ms applies) */
 } cellar_options_t;
 
 /* Fills *o with the defaults above. */
@@ -127,6 +167,24 @@ void cellar_options_init(cellar_options_t *o);
 ** Connects to the first reachable host of o->hosts (each tried in turn
 ** within connect_timeout_ms). On success *out is a new client: caller frees
 ** with cellar_close(). On failure *out is NULL and the code says why.
+**
+** Retries: a put, get, slice or delete whose connection failed
+** (CELLAR_ECLOSED, CELLAR_ECONNECT) or that the coordinator answered with
+** CELLAR_ETIMEDOUT, CELLAR_ECLOSED or CELLAR_ECONNECT (its replicas did not
+** answer, or their connection failed) or CELLAR_ESHUTDOWN (node stopping)
+** is sent again, if its request_timeout_ms leaves time: once after a
+** connection failure, to another replica or node, and once after such a
+** coordinator's answer (a request whose node was killed may be retried on
+** a coordinator that does not know yet, and fail there), to another node,
+** except after "a replica's connection failed" (ECLOSED, ECONNECT): that
+** coordinator now counts the replica down, so it is asked again. Other server
+** answers (unavailable, invalid...) are returned as they are. Puts
+** and deletes are retried too: cells are last-write-wins, so a retry of a
+** write that was in fact applied only writes the same cells again (with a
+** newer timestamp when the request left it to the server, timestamp 0).
+** Callers that need exactly-once effects must give their own timestamp.
+** The callback rule below holds with retries and speculative reads: one
+** callback per accepted call.
 */
 int cellar_connect(const cellar_options_t *o, cellar_client_t **out);
 
@@ -140,6 +198,45 @@ void cellar_close(cellar_client_t *c);
 /* The address ("host:port") the client is connected to. Borrowed, valid
 ** until cellar_close(). */
 const char *cellar_client_peer(const cellar_client_t *c);
+
+/* What the client knows and did, per node and in total (a snapshot). */
+typedef struct cellar_node_stats {
+  char address[64];            /* client address host:port */
+  char host_id[40];            /* "" until learned */
+  char datacenter[CELLAR_MAX_NAME_BYTES + 1];
+  char rack[CELLAR_MAX_NAME_BYTES + 1];
+  int in_ring;                 /* owns tokens on the client's ring */
+  int up;                      /* the client would send to it now: up in the
+                                  ring's view and no recent connection failure */
+  int contact;                 /* the node cellar_connect reached */
+  uint64_t requests;           /* the caller's requests sent to it, retries
+                                  and speculative copies included (not the
+                                  client's own ring and describe requests) */
+  uint64_t failures;           /* of those, lost with its connection */
+  uint32_t read_p99_us;        /* running p99 of its read latency, 0 = fewer
+                                  than 100 samples */
+} cellar_node_stats_t;
+
+typedef struct cellar_client_stats {
+  uint64_t routed;             /* data requests sent to a replica of their key */
+  uint64_t unrouted;           /* ... sent elsewhere (ring or keyspace not known
+                                  yet, no live replica, routing off) */
+  uint64_t retries;            /* second attempts after a failure */
+  uint64_t speculative;        /* speculative read copies sent */
+  uint64_t speculative_wins;   /* reads answered by the copy first */
+  uint64_t ring_refreshes;     /* ring answers applied */
+  size_t ring_members;         /* members on the client's ring, 0 = unknown */
+  char local_dc[CELLAR_MAX_NAME_BYTES + 1];  /* "" = not known yet */
+} cellar_client_stats_t;
+
+/*
+** Fills *out (may be NULL) and the first max entries of nodes (may be NULL
+** when max is 0), in the order nodes became known (the contact first).
+** *nnodes (may be NULL) is set to the number of nodes known, which may be
+** more than max. Returns 0 or CELLAR_EINVAL. Any thread, callbacks too.
+*/
+int cellar_client_stats(cellar_client_t *c, cellar_client_stats_t *out,
+                        cellar_node_stats_t *nodes, size_t max, size_t *nnodes);
 
 /* ------------------------------------------------------------ requests */
 

@@ -738,6 +738,70 @@ static void test_server_killed(void) {
   EXPECT(0, cellar_ping(g_c, &R));
 }
 
+/* Data requests are retried after a connection failure (with one node,
+** on the same node): still exactly one callback each, ECLOSED or ECONNECT
+** once the node is gone; the client's counters show the retries. */
+static void test_retry_single_node(void) {
+  enum { N = 20 };
+  cellar_client_t *c = connect_with(2, 0, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+  CU_ASSERT_EQUAL(put_cell(c, "t", "r", 1, "", 0, "v", "1", 1, 0), 0);
+  cellar_client_stats_t s0, s1;
+  cellar_node_stats_t ns[4];
+  size_t nn = 0;
+  CU_ASSERT_EQUAL(cellar_client_stats(c, &s0, ns, 4, &nn), 0);
+  CU_ASSERT_EQUAL(nn, 1);
+  CU_ASSERT_EQUAL(ns[0].contact, 1);
+  CU_ASSERT_STRING_EQUAL(ns[0].address, g_node.addr);
+  CU_ASSERT(ns[0].requests >= 1);
+
+  CU_ASSERT_EQUAL_FATAL(harness_node_signal(&g_node, SIGSTOP), 0);
+  waiter w;
+  waiter_init(&w, N);
+  slot s[N];
+  cellar_cell_t cell = {"v", 1, "x", 1};
+  cellar_row_t row = {NULL, 0, &cell, 1};
+  for (int i = 0; i < N; i++) {
+    s[i] = (slot){&w, i};
+    cellar_put_t p = {.keyspace = KS, .table = "t", .partition = "r", .partition_len = 1,
+                      .rows = &row, .nrows = 1};
+    cellar_get_t g = {.keyspace = KS, .table = "t", .partition = "r", .partition_len = 1};
+    CU_ASSERT_EQUAL(i % 2 ? cellar_put_async(c, &p, on_done, &s[i])
+                          : cellar_get_async(c, &g, on_done, &s[i]), 0);
+  }
+  sleep_ms(200);
+  CU_ASSERT_EQUAL(w.done, 0);
+  harness_node_signal(&g_node, SIGKILL);
+  CU_ASSERT_EQUAL(waiter_wait(&w, N, 10000), N);
+  sleep_ms(300);                                     /* no second callback */
+  CU_ASSERT_EQUAL(w.done, N);
+  CU_ASSERT_EQUAL(w.status_count[-CELLAR_ECLOSED] + w.status_count[-CELLAR_ECONNECT], N);
+  CU_ASSERT_EQUAL(w.status_count[31], 0);
+  int once = 0;
+  for (int i = 0; i < N; i++) once += w.per_request[i] == 1;
+  CU_ASSERT_EQUAL(once, N);
+  CU_ASSERT_EQUAL(cellar_client_stats(c, &s1, ns, 4, &nn), 0);
+  CU_ASSERT_EQUAL(s1.retries - s0.retries, N);
+  CU_ASSERT(ns[0].failures >= N);
+  CU_ASSERT_EQUAL(ns[0].up, 0);
+  waiter_free(&w);
+
+  CU_ASSERT_EQUAL_FATAL(harness_node_start(&g_node, NULL, 20000), 0);
+  cellar_result_t *res = NULL;
+  CU_ASSERT_EQUAL(get_row(c, "t", "r", 1, "", 0, &res), 0);
+  cellar_result_free(res);
+  /* the reconnect probe marks the node usable again */
+  for (int t = 0; t < 100; t++) {
+    cellar_client_stats(c, NULL, ns, 4, &nn);
+    if (ns[0].up) break;
+    sleep_ms(50);
+  }
+  CU_ASSERT_EQUAL(ns[0].up, 1);
+  cellar_close(c);
+  CU_ASSERT_EQUAL(client_last_loop_close_rc(), 0);
+  EXPECT(0, cellar_ping(g_c, &R));
+}
+
 typedef struct thread_arg {
   cellar_client_t *c;
   int id;
@@ -907,6 +971,7 @@ static const test_case cases[] = {
   {"timeout", test_timeout},
   {"overload", test_overload},
   {"server_killed", test_server_killed},
+  {"retry_single_node", test_retry_single_node},
   {"threads", test_threads},
   {"sync_in_callback", test_sync_in_callback},
   {"close_inflight", test_close_inflight},

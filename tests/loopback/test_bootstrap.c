@@ -1,0 +1,186 @@
+/*
+** Bootstrap on real processes: a fourth node joins a three-node cluster
+** (SimpleStrategy:2) while a writer keeps writing at QUORUM. The new node
+** streams the ranges it takes over from their current replicas and gets
+** the writes made during the join (pending replica); afterwards every
+** acknowledged row is readable at QUORUM, and the new node, read alone at
+** ONE, holds every row it is now a replica of.
+*/
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cellar/cellar.h"
+#include "harness.h"
+#include "testutil.h"
+
+#define N 4
+#define PRELOAD 3000
+#define MAXW 200000
+
+static node_proc nodes[N];
+static char *base;
+static char seeds[128];
+static _Atomic int stop_writer;
+static _Atomic unsigned char wacked[MAXW];
+static _Atomic int nwritten, nfailed;
+
+static void cleanup(void) {
+  for (int i = 0; i < N; i++)
+    if (nodes[i].pid) harness_node_signal(&nodes[i], SIGKILL);
+  if (base && !getenv("KEEP_TMP")) testutil_rmrf(base);
+}
+
+static int wait_log(int i, const char *re, int seconds) {
+  char cmd[5200];
+  snprintf(cmd, sizeof cmd, "for i in $(seq 1 %d); do grep -qE '%s' '%s' && exit 0; sleep 0.1; "
+           "done; exit 1", seconds * 10, re, nodes[i].log_path);
+  return system(cmd);
+}
+
+static int start_node(int i) {
+  const char *extra[] = {"--seeds", seeds, "--gossip-interval", "200", NULL};
+  int rc = harness_node_start(&nodes[i], extra, 15000);
+  return rc ? rc : wait_log(i, "cluster: (normal|first node)", 60);
+}
+
+static cellar_client_t *client_of(int i) {
+  cellar_options_t o;
+  cellar_options_init(&o);
+  o.hosts = nodes[i].addr;
+  o.request_timeout_ms = 8000;
+  cellar_client_t *c = NULL;
+  CU_ASSERT_EQUAL_FATAL(cellar_connect(&o, &c), 0);
+  return c;
+}
+
+static int put(cellar_client_t *c, const char *k, cellar_consistency_t cl) {
+  cellar_cell_t cell = {"v", 1, k, strlen(k)};
+  cellar_row_t row = {NULL, 0, &cell, 1};
+  cellar_put_t p = {.keyspace = "ks", .table = "t", .partition = k, .partition_len = strlen(k),
+                    .rows = &row, .nrows = 1, .consistency = cl};
+  return cellar_put(c, &p, NULL);
+}
+
+static int get(cellar_client_t *c, const char *k, cellar_consistency_t cl) {
+  cellar_get_t g = {.keyspace = "ks", .table = "t", .partition = k, .partition_len = strlen(k),
+                    .consistency = cl};
+  cellar_result_t *r = NULL;
+  int rc = cellar_get(c, &g, &r);
+  if (rc == 0) {
+    size_t n = 0;
+    rc = cellar_result_row_count(r) == 1 &&
+         (cellar_result_cell_value(r, 0, 0, &n), n == strlen(k));
+  }
+  cellar_result_free(r);
+  return rc;
+}
+
+static void *writer(void *arg) {
+  (void)arg;
+  cellar_client_t *c = client_of(1);
+  for (int i = 0; i < MAXW && !atomic_load(&stop_writer); i++) {
+    char k[32];
+    snprintf(k, sizeof k, "w%06d", i);
+    if (put(c, k, CELLAR_CL_QUORUM) == 0) atomic_store(&wacked[i], 1);
+    else atomic_fetch_add(&nfailed, 1);
+    atomic_store(&nwritten, i + 1);
+  }
+  cellar_close(c);
+  return NULL;
+}
+
+/* Is node i's client address among the replicas of key k? */
+static int replica_of(cellar_client_t *c, const char *k, int i) {
+  char arg[128];
+  snprintf(arg, sizeof arg, "ks t %s", k);
+  cellar_result_t *r = NULL;
+  int yes = 0;
+  if (cellar_admin(c, "getendpoints", arg, &r) == 0)
+    for (size_t m = 0; m < cellar_result_member_count(r); m++) {
+      cellar_member_t mm;
+      cellar_result_member(r, m, &mm);
+      yes |= !strcmp(mm.address, nodes[i].addr);
+    }
+  cellar_result_free(r);
+  return yes;
+}
+
+static void test_join_under_writes(void) {
+  base = testutil_tmpdir("bootstrap");
+  atexit(cleanup);
+  for (int i = 0; i < N; i++) harness_node_init(&nodes[i], base, "127.0.0.1", i);
+  snprintf(seeds, sizeof seeds, "%s", nodes[0].peer_addr);
+  for (int i = 0; i < N - 1; i++) CU_ASSERT_EQUAL_FATAL(start_node(i), 0);
+  sleep(1);
+  cellar_client_t *c = client_of(0);
+  CU_ASSERT_EQUAL_FATAL(cellar_create_keyspace(c, "ks", "SimpleStrategy:2", 0, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c, "ks", "t", NULL, 0, NULL), 0);
+  sleep(1);
+  char k[32];
+  for (int i = 0; i < PRELOAD; i++) {
+    snprintf(k, sizeof k, "p%05d", i);
+    CU_ASSERT_EQUAL_FATAL(put(c, k, CELLAR_CL_ALL), 0);
+  }
+  pthread_t th;
+  pthread_create(&th, NULL, writer, NULL);
+  usleep(300000);
+  CU_ASSERT_EQUAL_FATAL(start_node(N - 1), 0);      /* joins, streams, normal */
+  CU_ASSERT_EQUAL(wait_log(N - 1, "stream: bootstrap received", 5), 0);
+  usleep(500000);
+  atomic_store(&stop_writer, 1);
+  pthread_join(th, NULL);
+  int written = atomic_load(&nwritten);
+  printf("\n  writer: %d writes during the join, %d failed", written, atomic_load(&nfailed));
+  CU_ASSERT(written > 100);
+
+  /* every acknowledged row, at QUORUM, through the new node */
+  cellar_client_t *nc = client_of(N - 1);
+  int missing = 0, acked = 0;
+  for (int i = 0; i < PRELOAD; i++) {
+    snprintf(k, sizeof k, "p%05d", i);
+    missing += get(nc, k, CELLAR_CL_QUORUM) != 1;
+  }
+  for (int i = 0; i < written; i++) {
+    if (!atomic_load(&wacked[i])) continue;
+    acked++;
+    snprintf(k, sizeof k, "w%06d", i);
+    missing += get(nc, k, CELLAR_CL_QUORUM) != 1;
+  }
+  printf("\n  %d preloaded + %d acknowledged during the join: %d missing at QUORUM", PRELOAD,
+         acked, missing);
+  CU_ASSERT_EQUAL(missing, 0);
+
+  /* the new node alone holds every row it now replicates */
+  int owned = 0, absent = 0;
+  for (int i = 0; i < PRELOAD; i += 3) {
+    snprintf(k, sizeof k, "p%05d", i);
+    if (!replica_of(nc, k, N - 1)) continue;
+    owned++;
+    absent += get(nc, k, CELLAR_CL_ONE) != 1;
+  }
+  for (int i = 0; i < written; i += 3) {
+    if (!atomic_load(&wacked[i])) continue;
+    snprintf(k, sizeof k, "w%06d", i);
+    if (!replica_of(nc, k, N - 1)) continue;
+    owned++;
+    absent += get(nc, k, CELLAR_CL_ONE) != 1;
+  }
+  printf("\n  new node replicates %d of the sampled rows: %d absent when read alone\n", owned,
+         absent);
+  CU_ASSERT(owned > 0);
+  CU_ASSERT_EQUAL(absent, 0);
+  cellar_close(nc);
+  cellar_close(c);
+  for (int i = 0; i < N; i++) CU_ASSERT_EQUAL(harness_node_signal(&nodes[i], SIGTERM), 0);
+}
+
+int main(int argc, char **argv) {
+  static const test_case cases[] = {
+    {"join_under_writes", test_join_under_writes},
+    {NULL, NULL}};
+  return testutil_run("bootstrap", cases, argc, argv);
+}
