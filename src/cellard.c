@@ -105,7 +105,8 @@ static void close_handle(uv_handle_t *h, void *arg) {
 /* Node-to-node frames the cluster does not handle itself. */
 static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *payload) {
   node *n = arg;
-  if (h->type == FRAME_STREAM_PULL || h->type == FRAME_STREAM_CHUNK)
+  if (h->type == FRAME_STREAM_PULL || h->type == FRAME_STREAM_CHUNK ||
+      h->type == FRAME_STREAM_ORDER)
     stream_on_frame(n->st, h, payload);
   else
     proxy_on_frame(n->px, h, payload);
@@ -169,6 +170,14 @@ static void on_fatal(void *arg, const char *msg) {
   log_error("cellard: %s", msg);
   fprintf(stderr, "cellard: %s\n", msg);
   n->exit_code = 1;
+  stop_node(n);
+}
+
+/* The node was decommissioned and has announced "left": it stops. */
+static void on_left(void *arg) {
+  node *n = arg;
+  log_info("cellard: decommissioned, stopping");
+  n->exit_code = 0;
   stop_node(n);
 }
 
@@ -237,7 +246,7 @@ int main(int argc, char **argv) {
   node n = {.loop = uv_default_loop()};
   cluster_options co = {.loop = n.loop, .cfg = &cfg, .st = st, .sc = sc,
                         .host_id = id.host_id, .generation = id.generation,
-                        .fatal = on_fatal, .fatal_arg = &n};
+                        .fatal = on_fatal, .fatal_arg = &n, .left = on_left};
   rc = cluster_new(&co, &n.cl);
   if (rc) {
     fprintf(stderr, "cellard: cannot set up the cluster state: %s\n", cellar_strerror(rc));

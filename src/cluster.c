@@ -51,6 +51,41 @@ typedef struct pull_mark {
   uint64_t at_ns;
 } pull_mark;
 
+/* One STREAM_ORDER of a decommission or removenode: the ranges a node
+** gains, to pull from their sources. */
+typedef struct order {
+  char host_id[40];
+  char addr[80];               /* the gaining node's peer address */
+  uint64_t id;
+  cluster_range *r;
+  size_t n, cap;
+  int done, code;
+  uint64_t entries;
+} order;
+
+enum { OP_DECOMMISSION = 1, OP_REMOVENODE = 2 };
+
+typedef struct op {
+  int kind;
+  int sent;                    /* orders sent */
+  int ticks;                   /* since the op started */
+  order *o;
+  size_t n;
+  char host[40];               /* removenode: the dead member */
+  uint64_t host_gen;
+  size_t nranges;
+  uint64_t entries;
+  int finished, rc;
+  int reported;                /* its end was fetched (cluster_op_status) */
+  char msg[256];
+} op;
+
+typedef struct left_mark {
+  char host_id[40];
+  uint64_t generation;
+  uint64_t since_ns;
+} left_mark;
+
 struct cluster {
   uv_loop_t *loop;
   const config *cfg;
@@ -65,7 +100,8 @@ struct cluster {
   pthread_mutex_t mu;
   gossip *g;
   ring ring;
-  ring ring_all;               /* ring plus joining members (pending) */
+  ring ring_all;               /* the ring to be: plus joining members,
+                                  without leaving ones (pending replicas) */
   int ring_dirty;
   enum cl_state state;
   int ticks;
@@ -92,6 +128,15 @@ struct cluster {
   int is_seed;                 /* this node's peer address is a seed */
   void (*stop_done)(void *);
   void *stop_arg;
+  void (*left)(void *);        /* decommissioned: the node must exit */
+  int ring_changing;           /* a member joins or leaves: pending replicas */
+  op *op;                      /* the decommission or removenode running */
+  int has_left;                /* announced "left" */
+  uint64_t next_order_id;
+  int left_ticks;              /* "left" announced: exit once <= 0 and the
+                                  result was fetched, or much later */
+  left_mark *lefts;            /* members seen "left", forgotten later */
+  size_t nlefts;
 };
 
 static uint64_t now_ns(void) { return clock_mono_ns(); }
@@ -184,11 +229,14 @@ static void do_rebuild_ring(cluster *c) {
   ring_init(&c->ring);
   ring_free(&c->ring_all);
   ring_init(&c->ring_all);
+  c->ring_changing = 0;
   for (size_t i = 0; i < gossip_count(c->g); i++) {
     const gossip_endpoint *e = gossip_at(c->g, i);
     const char *st = e->states[GK_STATUS].value;
     int joining = st && !strcmp(st, "joining");
+    int leaving = st && !strcmp(st, "leaving");
     if (!in_ring_status(st) && !joining) continue;
+    if (joining || leaving) c->ring_changing = 1;
     int64_t *t;
     size_t n;
     if (tokens_parse(e->states[GK_TOKENS].value, &t, &n) != 0) continue;
@@ -196,7 +244,7 @@ static void do_rebuild_ring(cluster *c) {
     const char *rack = e->states[GK_RACK].value ? e->states[GK_RACK].value : "?";
     int rc = joining ? 0 : ring_add(&c->ring, e->host_id, dc, rack, t, n);
     if (rc < 0) log_warn("cluster: %s not placed on the ring: %s", e->host_id, cellar_strerror(rc));
-    ring_add(&c->ring_all, e->host_id, dc, rack, t, n);
+    if (!leaving) ring_add(&c->ring_all, e->host_id, dc, rack, t, n);
     free(t);
   }
   c->ring_dirty = 0;
@@ -367,6 +415,8 @@ static void do_pull_mismatched(cluster *c) {
 
 /* --------------------------------------------------------- peer frames */
 
+static void on_order_done(cluster *c, const uint8_t *payload, size_t len);
+
 static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *payload) {
   cluster *c = arg;
   if (c->state == CL_STOPPED) return;
@@ -388,6 +438,8 @@ static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *paylo
     wire_schema_free(&s);
   } else if (h->type == FRAME_SCHEMA_PUSH) {
     schema_job_start(c, 1, NULL, payload, h->length);
+  } else if (h->type == FRAME_STREAM_ORDER_DONE) {
+    on_order_done(c, payload, h->length);
   } else if (c->other_fn) {
     c->other_fn(c->other_arg, h, payload);
   } else {
@@ -590,6 +642,469 @@ void cluster_bootstrap_done(cluster *c, int rc) {
   pthread_mutex_unlock(&c->mu);
 }
 
+/* ------------------------------------------- decommission, removenode */
+
+#define OP_SPREAD_TICKS 10      /* "leaving" spreads before streaming starts */
+#define LEFT_EXIT_TICKS 5       /* "left" spreads before the node exits */
+#define LEFT_FORGET_NS (300ull * 1000000000ull)
+#define LEFT_EXIT_MAX_TICKS 60  /* exit then even if nobody fetched the result */
+
+/* Caller holds c->mu. The ring of the members in the ring now (normal,
+** leaving, shutdown), without host (NULL: all of them). */
+static void do_build_ring(cluster *c, ring *out, const char *host) {
+  ring_init(out);
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    if (!in_ring_status(e->states[GK_STATUS].value)) continue;
+    if (host && !strcmp(e->host_id, host)) continue;
+    int64_t *t;
+    size_t n;
+    if (tokens_parse(e->states[GK_TOKENS].value, &t, &n) != 0) continue;
+    ring_add(out, e->host_id, e->states[GK_DC].value ? e->states[GK_DC].value : "?",
+             e->states[GK_RACK].value ? e->states[GK_RACK].value : "?", t, n);
+    free(t);
+  }
+}
+
+static void op_free(op *o) {
+  if (o == NULL) return;
+  for (size_t i = 0; i < o->n; i++) free(o->o[i].r);
+  free(o->o);
+  free(o);
+}
+
+/* Caller holds c->mu. The order for the gaining member m, made if new. */
+static order *do_order_for(cluster *c, op *o, const ring_member *m, result *res, int *rc) {
+  for (size_t i = 0; i < o->n; i++)
+    if (!strcmp(o->o[i].host_id, m->host_id)) return &o->o[i];
+  const gossip_endpoint *e = gossip_find(c->g, m->host_id);
+  if (e == NULL || !(e->is_self || e->alive) || e->states[GK_PEER_ADDR].value == NULL) {
+    *rc = result_error(res, CELLAR_EUNAVAILABLE, "node %s, which would take over ranges, "
+                       "is down", m->host_id);
+    return NULL;
+  }
+  order *no = realloc(o->o, (o->n + 1) * sizeof *no);
+  if (no == NULL) {
+    *rc = result_error(res, CELLAR_ENOMEM, "out of memory");
+    return NULL;
+  }
+  o->o = no;
+  order *r = &o->o[o->n++];
+  memset(r, 0, sizeof *r);
+  snprintf(r->host_id, sizeof r->host_id, "%s", m->host_id);
+  snprintf(r->addr, sizeof r->addr, "%s", e->states[GK_PEER_ADDR].value);
+  r->id = ++c->next_order_id;
+  return r;
+}
+
+/*
+** Caller holds c->mu. The plan of an op: for every table and every range
+** of the ring now that gone (this node, or the dead member) replicates,
+** the members that replicate it once gone is out of the ring and do not
+** now, each with a source: this node (decommission) or a live replica
+** other than gone (removenode; local datacenter of the gainer first).
+*/
+static int do_op_plan(cluster *c, op *o, const char *gone, result *res) {
+  c->ring_dirty = 1;
+  do_rebuild_ring(c);
+  ring now, fut;
+  do_build_ring(c, &now, NULL);
+  do_build_ring(c, &fut, gone);
+  keyspace_def *kss = NULL;
+  table_def *tbs = NULL;
+  size_t nks, ntb;
+  int rc = schema_list(c->sc, NULL, &kss, &nks, &tbs, &ntb);
+  if (rc) {
+    rc = result_error(res, rc, "cannot list the schema: %s", cellar_strerror(rc));
+    goto out;
+  }
+  if (fut.nmembers == 0) {
+    rc = result_error(res, CELLAR_EUNAVAILABLE, "no other member would be left in the ring");
+    goto out;
+  }
+  for (size_t t = 0; t < ntb && rc == 0; t++) {
+    const keyspace_def *ks = NULL;
+    for (size_t k = 0; k < nks; k++)
+      if (!strcmp(kss[k].name, tbs[t].keyspace)) ks = &kss[k];
+    if (ks == NULL) continue;
+    for (size_t i = 0; i < now.ntokens && rc == 0; i++) {
+      int64_t cur = now.tokens[i].token;
+      int64_t prev = now.tokens[(i + now.ntokens - 1) % now.ntokens].token;
+      uint32_t old[CL_MAX_REPLICAS], nw[CL_MAX_REPLICAS];
+      size_t nold = ring_replicas(&now, ks, cur, old, CL_MAX_REPLICAS);
+      int mine = 0;
+      for (size_t k = 0; k < nold && !mine; k++) mine = !strcmp(now.members[old[k]].host_id, gone);
+      if (!mine) continue;
+      size_t nnew = ring_replicas(&fut, ks, cur, nw, CL_MAX_REPLICAS);
+      for (size_t k = 0; k < nnew && rc == 0; k++) {
+        const ring_member *m = &fut.members[nw[k]];
+        int had = 0;
+        for (size_t q = 0; q < nold && !had; q++) had = !strcmp(now.members[old[q]].host_id, m->host_id);
+        if (had) continue;
+        const char *src = "";
+        if (o->kind == OP_DECOMMISSION) {
+          src = c->peer_addr;
+        } else {
+          for (int pass = 0; pass < 2 && !*src; pass++)
+            for (size_t q = 0; q < nold && !*src; q++) {
+              const ring_member *sm = &now.members[old[q]];
+              const gossip_endpoint *e = gossip_find(c->g, sm->host_id);
+              if (!strcmp(sm->host_id, gone) || e == NULL || !(e->is_self || e->alive) ||
+                  !e->states[GK_PEER_ADDR].value)
+                continue;
+              if (pass == 0 && strcmp(sm->dc, m->dc)) continue;
+              src = e->states[GK_PEER_ADDR].value;
+            }
+          if (!*src) {
+            rc = result_error(res, CELLAR_EUNAVAILABLE, "no live replica left to copy range "
+                              "(%" PRId64 ", %" PRId64 "] of %s.%s from", prev, cur,
+                              tbs[t].keyspace, tbs[t].name);
+            break;
+          }
+        }
+        order *od = do_order_for(c, o, m, res, &rc);
+        if (od == NULL) break;
+        size_t before = od->n;
+        rc = do_add_range(&od->r, &od->n, &od->cap, tbs[t].id, prev, cur, src);
+        if (rc) rc = result_error(res, rc, "out of memory");
+        o->nranges += od->n - before;
+      }
+    }
+  }
+out:
+  free(kss);
+  free(tbs);
+  ring_free(&now);
+  ring_free(&fut);
+  return rc;
+}
+
+/* Worker: a decommissioned node's tokens are forgotten on disk (a
+** restart must not put it back in its old place). */
+typedef struct forget_job {
+  uv_work_t work;
+  cluster *c;
+} forget_job;
+
+static void forget_work(uv_work_t *w) {
+  forget_job *j = w->data;
+  int rc = storage_system_delete(j->c->st, "node/tokens", 11);
+  if (rc) log_warn("cluster: cannot forget my tokens: %s", cellar_strerror(rc));
+}
+
+static void forget_done(uv_work_t *w, int status) {
+  (void)status;
+  free(w->data);
+}
+
+/* Caller holds c->mu. Ends the op (rc 0: done) and wakes the admin call. */
+static void do_op_finish(cluster *c, int rc, const char *msg) {
+  op *o = c->op;
+  if (o == NULL || o->finished) return;
+  o->finished = 1;
+  o->rc = rc;
+  snprintf(o->msg, sizeof o->msg, "%s", msg ? msg : "");
+  if (o->kind == OP_DECOMMISSION) {
+    if (rc == 0) {
+      gossip_set_local(c->g, GK_STATUS, "left");
+      gossip_push_self(c->g);
+      c->left_ticks = LEFT_EXIT_TICKS;
+      c->has_left = 1;
+      forget_job *j = calloc(1, sizeof *j);
+      if (j) {
+        j->c = c;
+        j->work.data = j;
+        if (uv_queue_work(c->loop, &j->work, forget_work, forget_done) != 0) free(j);
+      }
+      log_info("cluster: decommissioned (%zu ranges streamed to %zu nodes): left", o->nranges,
+               o->n);
+    } else if (c->state != CL_STOPPED) {
+      gossip_set_local(c->g, GK_STATUS, "normal");
+      log_warn("cluster: decommission failed (%s): normal again", o->msg);
+    }
+  } else if (rc == 0) {
+    const gossip_endpoint *self = NULL;
+    for (size_t i = 0; i < gossip_count(c->g) && !self; i++)
+      if (gossip_at(c->g, i)->is_self) self = gossip_at(c->g, i);
+    const char *old = self && self->states[GK_REMOVED].value ? self->states[GK_REMOVED].value : "";
+    size_t cap = strlen(old) + 80;
+    char *v = malloc(cap);
+    if (v) {
+      snprintf(v, cap, "%s%s%s:%" PRIu64, old, *old ? "," : "", o->host, o->host_gen);
+      gossip_set_local(c->g, GK_REMOVED, v);
+      free(v);
+    }
+    gossip_remove(c->g, o->host, o->host_gen);
+    gossip_push_self(c->g);
+    log_info("cluster: removed %s (%zu ranges streamed to %zu nodes)", o->host, o->nranges, o->n);
+  } else {
+    log_warn("cluster: removenode %s failed: %s", o->host, o->msg);
+  }
+  c->ring_dirty = 1;
+}
+
+/* Loop: the answer to one of our STREAM_ORDERs. */
+static void on_order_done(cluster *c, const uint8_t *payload, size_t len) {
+  wire_order_done d;
+  if (wire_order_done_decode(payload, len, &d) != 0) return;
+  pthread_mutex_lock(&c->mu);
+  op *o = c->op;
+  for (size_t i = 0; o && !o->finished && i < o->n; i++) {
+    order *od = &o->o[i];
+    if (od->id != d.id || od->done) continue;
+    od->done = 1;
+    od->code = d.code;
+    od->entries = d.entries;
+    o->entries += d.entries;
+    log_info("cluster: %s pulled %zu ranges (%" PRIu64 " entries): %s", od->host_id, od->n,
+             d.entries, d.code ? d.message : "ok");
+    if (d.code) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "node %s could not pull its ranges: %s", od->host_id,
+               d.message);
+      do_op_finish(c, d.code, msg);
+      break;
+    }
+    size_t ndone = 0;
+    for (size_t k = 0; k < o->n; k++) ndone += o->o[k].done;
+    if (ndone == o->n) do_op_finish(c, 0, NULL);
+  }
+  pthread_mutex_unlock(&c->mu);
+  wire_order_done_free(&d);
+}
+
+/* A STREAM_ORDER to send once c->mu is released. */
+typedef struct outmsg {
+  char addr[80];
+  uint8_t *p;
+  size_t len;
+} outmsg;
+
+/* Caller holds c->mu. One step of the op per tick; the orders to send go
+** to *out (malloc'd), sent by the caller unlocked. */
+static void do_op_tick(cluster *c, outmsg **out, size_t *nout) {
+  *out = NULL;
+  *nout = 0;
+  op *o = c->op;
+  if (o == NULL || o->finished) return;
+  o->ticks++;
+  if (!o->sent) {
+    if (o->kind == OP_DECOMMISSION && o->ticks < OP_SPREAD_TICKS) return;
+    if (o->n == 0) {
+      do_op_finish(c, 0, NULL);
+      return;
+    }
+    *out = calloc(o->n, sizeof **out);
+    if (*out == NULL) return;
+    for (size_t i = 0; i < o->n; i++) {
+      order *od = &o->o[i];
+      wire_range *wr = calloc(od->n ? od->n : 1, sizeof *wr);
+      if (wr == NULL) continue;
+      for (size_t k = 0; k < od->n; k++)
+        wr[k] = (wire_range){od->r[k].table_id, od->r[k].lo, od->r[k].hi, od->r[k].source};
+      wire_order w = {.id = od->id, .from = c->peer_addr, .cluster = c->cfg->cluster_name,
+                      .n = od->n, .r = wr};
+      outmsg *m = &(*out)[(*nout)++];
+      snprintf(m->addr, sizeof m->addr, "%s", od->addr);
+      m->p = wire_order_encode(&w, &m->len);
+      free(wr);
+      log_info("cluster: %s: ordering %s to pull %zu ranges", o->kind == OP_DECOMMISSION ?
+               "decommission" : "removenode", od->host_id, od->n);
+    }
+    o->sent = 1;
+    return;
+  }
+  /* a gaining node that goes down will not answer */
+  for (size_t i = 0; i < o->n; i++) {
+    const gossip_endpoint *e = gossip_find(c->g, o->o[i].host_id);
+    if (!o->o[i].done && (e == NULL || !(e->is_self || e->alive))) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "node %s went down while pulling its ranges", o->o[i].host_id);
+      do_op_finish(c, CELLAR_EUNAVAILABLE, msg);
+      return;
+    }
+  }
+}
+
+/* Caller holds c->mu. Removed members (GK_REMOVED of anyone) are
+** forgotten; members "left" long ago too. */
+static void do_apply_removed(cluster *c) {
+  char *todo = NULL;
+  size_t used = 0, cap = 0;
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    const char *v = e->states[GK_REMOVED].value;
+    if (v && *v) {
+      size_t l = strlen(v);
+      if (used + l + 2 > cap) {
+        size_t nc = (used + l + 2) * 2;
+        char *t = realloc(todo, nc);
+        if (t == NULL) break;
+        todo = t;
+        cap = nc;
+      }
+      memcpy(todo + used, v, l);
+      used += l;
+      todo[used++] = ',';
+      todo[used] = '\0';
+    }
+  }
+  if (todo) {
+    char *save = NULL;
+    for (char *t = strtok_r(todo, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      char *colon = strrchr(t, ':');
+      if (colon == NULL) continue;
+      *colon = '\0';
+      uint64_t gen = strtoull(colon + 1, NULL, 10);
+      if (!strcmp(t, c->host_id)) continue;
+      const gossip_endpoint *e = gossip_find(c->g, t);
+      if (!gossip_is_removed(c->g, t, gen) || (e && e->generation <= gen)) {
+        if (e) log_info("cluster: %s was removed from the cluster: forgetting it", t);
+        gossip_remove(c->g, t, gen);
+        c->ring_dirty = 1;
+      }
+    }
+    free(todo);
+  }
+  /* members that left: kept a while (their "left" spreads), then forgotten */
+  uint64_t now = now_ns();
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    const char *st = e->states[GK_STATUS].value;
+    if (e->is_self || !st || strcmp(st, "left")) continue;
+    size_t k = 0;
+    while (k < c->nlefts && strcmp(c->lefts[k].host_id, e->host_id)) k++;
+    if (k == c->nlefts) {
+      left_mark *nl = realloc(c->lefts, (c->nlefts + 1) * sizeof *nl);
+      if (nl == NULL) return;
+      c->lefts = nl;
+      memset(&nl[k], 0, sizeof nl[k]);
+      snprintf(nl[k].host_id, sizeof nl[k].host_id, "%s", e->host_id);
+      nl[k].since_ns = now;
+      c->nlefts++;
+    }
+    c->lefts[k].generation = e->generation;
+  }
+  for (size_t k = 0; k < c->nlefts;) {
+    if (now - c->lefts[k].since_ns > LEFT_FORGET_NS) {
+      log_info("cluster: forgetting %s, which left", c->lefts[k].host_id);
+      gossip_remove(c->g, c->lefts[k].host_id, c->lefts[k].generation);
+      c->lefts[k] = c->lefts[--c->nlefts];
+      c->ring_dirty = 1;
+    } else {
+      k++;
+    }
+  }
+}
+
+/* Caller holds c->mu. The op's state as info pairs. */
+static int do_op_report(cluster *c, result *res) {
+  op *o = c->op;
+  if (o == NULL) {
+    result_add_info(res, "operation", "none");
+    return 0;
+  }
+  size_t ndone = 0;
+  for (size_t i = 0; i < o->n; i++) ndone += o->o[i].done;
+  result_add_info(res, "operation", "%s", o->kind == OP_DECOMMISSION ? "decommission" : "removenode");
+  if (o->kind == OP_REMOVENODE) result_add_info(res, "host_id", "%s", o->host);
+  result_add_info(res, "state", "%s", !o->finished ? (o->sent ? "streaming" : "announcing")
+                                      : o->rc ? "failed" : "done");
+  if (o->finished && o->rc) result_add_info(res, "error", "%s", o->msg);
+  result_add_info(res, "ranges", "%zu", o->nranges);
+  result_add_info(res, "nodes", "%zu", o->n);
+  result_add_info(res, "nodes_done", "%zu", ndone);
+  result_add_info(res, "entries", "%" PRIu64, o->entries);
+  for (size_t i = 0; i < o->n; i++)
+    result_add_info(res, o->o[i].host_id, "%zu ranges, %s, %" PRIu64 " entries", o->o[i].n,
+                    o->o[i].done ? (o->o[i].code ? "failed" : "done") : "pulling",
+                    o->o[i].entries);
+  if (o->finished) o->reported = 1;
+  return 0;
+}
+
+int cluster_op_status(cluster *c, result *res) {
+  pthread_mutex_lock(&c->mu);
+  int rc = do_op_report(c, res);
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+/* Caller holds c->mu. CELLAR_EINVAL (answered) when an op runs. */
+static int do_op_busy(cluster *c, result *res) {
+  if (c->op && !c->op->finished)
+    return result_error(res, CELLAR_EINVAL, "a %s is already running on this node",
+                        c->op->kind == OP_DECOMMISSION ? "decommission" : "removenode");
+  if (c->left_ticks || c->has_left) return result_error(res, CELLAR_EINVAL, "this node has left the cluster");
+  return 0;
+}
+
+int cluster_decommission(cluster *c, result *res) {
+  pthread_mutex_lock(&c->mu);
+  int rc = do_op_busy(c, res);
+  if (rc == 0 && c->state != CL_NORMAL)
+    rc = result_error(res, CELLAR_EINVAL, "this node is %s, not normal: it cannot be "
+                      "decommissioned", state_names[c->state]);
+  op *o = rc ? NULL : calloc(1, sizeof *o);
+  if (rc == 0 && o == NULL) rc = result_error(res, CELLAR_ENOMEM, "out of memory");
+  if (rc == 0) {
+    o->kind = OP_DECOMMISSION;
+    rc = do_op_plan(c, o, c->host_id, res);
+  }
+  if (rc) {
+    op_free(o);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+  }
+  op_free(c->op);
+  c->op = o;
+  gossip_set_local(c->g, GK_STATUS, "leaving");
+  gossip_push_self(c->g);
+  c->ring_dirty = 1;
+  log_info("cluster: decommissioning: leaving; %zu ranges go to %zu nodes", o->nranges, o->n);
+  rc = do_op_report(c, res);
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+int cluster_removenode(cluster *c, const char *host, result *res) {
+  pthread_mutex_lock(&c->mu);
+  int rc = 0;
+  const gossip_endpoint *e = host && *host ? gossip_find(c->g, host) : NULL;
+  if (host == NULL || *host == '\0') {
+    rc = result_error(res, CELLAR_EINVAL, "removenode needs a HOSTID");
+  } else if ((rc = do_op_busy(c, res)) != 0) {
+  } else if (c->state != CL_NORMAL) {
+    rc = result_error(res, CELLAR_EINVAL, "this node is %s, not normal", state_names[c->state]);
+  } else if (e == NULL) {
+    rc = result_error(res, CELLAR_ENOTFOUND, "unknown host id %s", host);
+  } else if (e->is_self) {
+    rc = result_error(res, CELLAR_EINVAL, "%s is this node: use decommission", host);
+  } else if (e->alive) {
+    rc = result_error(res, CELLAR_EINVAL, "node %s is alive (UP): decommission it instead, "
+                      "or stop it first", host);
+  }
+  op *o = rc ? NULL : calloc(1, sizeof *o);
+  if (rc == 0 && o == NULL) rc = result_error(res, CELLAR_ENOMEM, "out of memory");
+  if (rc == 0) {
+    o->kind = OP_REMOVENODE;
+    snprintf(o->host, sizeof o->host, "%s", host);
+    o->host_gen = e->generation;
+    rc = do_op_plan(c, o, host, res);
+  }
+  if (rc) {
+    op_free(o);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+  }
+  op_free(c->op);
+  c->op = o;
+  log_info("cluster: removing %s: %zu ranges go to %zu nodes", host, o->nranges, o->n);
+  rc = do_op_report(c, res);
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
 #define SCHEMA_WAIT_TICKS 30
 
 /* Caller holds c->mu. One step of the join lifecycle per tick. */
@@ -673,6 +1188,18 @@ static void on_tick(uv_timer_t *t) {
   gossip_tick(c->g, now_ns());
   do_lifecycle(c);
   if (c->state != CL_STOPPED) do_pull_mismatched(c);
+  do_apply_removed(c);
+  outmsg *orders = NULL;
+  size_t norders = 0;
+  do_op_tick(c, &orders, &norders);
+  int exit_now = 0;
+  if (c->has_left && c->left_ticks > -LEFT_EXIT_MAX_TICKS) {
+    gossip_push_self(c->g);
+    c->left_ticks--;
+    exit_now = c->left_ticks == -LEFT_EXIT_MAX_TICKS ||
+               (c->left_ticks <= 0 && c->op && c->op->reported);
+    if (exit_now) c->left_ticks = -LEFT_EXIT_MAX_TICKS;
+  }
   static int n;
   int refresh = (++n % LOAD_EVERY_TICKS) == 1;
   cluster_range *plan = c->plan;
@@ -681,6 +1208,18 @@ static void on_tick(uv_timer_t *t) {
   c->plan = NULL;
   c->plan_ready = 0;
   pthread_mutex_unlock(&c->mu);
+  for (size_t i = 0; i < norders; i++) {
+    if (orders[i].p) cluster_send(c, orders[i].addr, FRAME_STREAM_ORDER, 0, orders[i].p,
+                                  orders[i].len);
+    free(orders[i].p);
+  }
+  free(orders);
+  if (exit_now) {
+    log_info("cluster: this node left the cluster: stopping");
+    if (c->left) c->left(c->fatal_arg);
+    else if (c->fatal) c->fatal(c->fatal_arg, "this node left the cluster");
+    return;
+  }
   if (ready) {
     int rc = c->boot_fn(c->boot_arg, plan, nplan);
     free(plan);
@@ -708,6 +1247,7 @@ int cluster_new(const cluster_options *o, cluster **out) {
   c->generation = o->generation;
   c->fatal = o->fatal;
   c->fatal_arg = o->fatal_arg;
+  c->left = o->left;
   snprintf(c->peer_addr, sizeof c->peer_addr, "%s:%d", o->cfg->peer_host, o->cfg->peer_port);
   snprintf(c->client_addr, sizeof c->client_addr, "%s:%d", o->cfg->listen_host,
            o->cfg->listen_port);
@@ -831,11 +1371,16 @@ static void on_announced(uv_timer_t *t) {
 */
 void cluster_stop(cluster *c, void (*done)(void *), void *arg) {
   int was_running = c->state != CL_STOPPED && c->handles_open;
+  pthread_mutex_lock(&c->mu);
+  do_op_finish(c, CELLAR_ESHUTDOWN, "the node is shutting down");
+  pthread_mutex_unlock(&c->mu);
   c->stop_done = done;
   c->stop_arg = arg;
   if (was_running && c->pr) {
     pthread_mutex_lock(&c->mu);
-    gossip_set_local(c->g, GK_STATUS, "shutdown");
+    const gossip_endpoint *me = gossip_find(c->g, c->host_id);
+    const char *st = me ? me->states[GK_STATUS].value : NULL;
+    if (!st || strcmp(st, "left")) gossip_set_local(c->g, GK_STATUS, "shutdown");
     gossip_push_self(c->g);
     pthread_mutex_unlock(&c->mu);
     c->state = CL_STOPPED;
@@ -855,6 +1400,8 @@ void cluster_free(cluster *c) {
   free(c->plan);
   free(c->tokens);
   free(c->pulls);
+  free(c->lefts);
+  op_free(c->op);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -904,8 +1451,12 @@ int cluster_view_status(cluster *c, const keyspace_def *ks, result *out) {
   } else {
     ring_ownership(&c->ring, ks, own);
     uint64_t now = now_ns();
-    for (size_t i = 0; i < n; i++) do_fill_member(c, gossip_at(c->g, i), &out->members[i], own, now);
-    out->nmembers = n;
+    for (size_t i = 0; i < n; i++) {
+      const gossip_endpoint *e = gossip_at(c->g, i);
+      const char *st = e->states[GK_STATUS].value;
+      if (!e->is_self && st && !strcmp(st, "left")) continue;   /* gone */
+      do_fill_member(c, e, &out->members[out->nmembers++], own, now);
+    }
   }
   free(own);
   pthread_mutex_unlock(&c->mu);
@@ -967,6 +1518,15 @@ void cluster_set_handler(cluster *c, cluster_frame_fn fn, void *arg) {
 int cluster_send(cluster *c, const char *addr, unsigned type, uint32_t id,
                  const uint8_t *p, size_t n) {
   if (c->pr == NULL || c->state == CL_STOPPED) return CELLAR_ESHUTDOWN;
+  /* streaming to this node itself (removenode run on a node that gains or
+  ** serves ranges): delivered here, without a connection */
+  if (type >= FRAME_STREAM_PULL && type <= FRAME_STREAM_ORDER_DONE &&
+      !strcmp(addr, c->peer_addr)) {
+    frame_header h = {.magic = FRAME_MAGIC, .version = FRAME_VERSION, .type = (uint8_t)type,
+                      .request_id = id, .length = (uint32_t)n};
+    on_peer_frame(c, &h, p);
+    return 0;
+  }
   return peer_send(c->pr, addr, type, id, p, n);
 }
 
@@ -993,11 +1553,11 @@ size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
   size_t n = ring_replicas(&c->ring, ks, t, members, cap);
   cluster_replica tmp[CL_MAX_REPLICAS];
   for (size_t i = 0; i < n; i++) do_fill_replica(c, &c->ring, members[i], &tmp[i]);
-  /* pending: replicas in the ring with joining members that are not
-  ** replicas now */
+  /* pending: replicas in the ring to be (joining members in, leaving
+  ** ones out) that are not replicas now */
   cluster_replica pend[CL_MAX_REPLICAS];
   size_t np = 0;
-  if (npending && c->ring_all.nmembers > c->ring.nmembers) {
+  if (npending && c->ring_changing) {
     uint32_t all[CL_MAX_REPLICAS];
     size_t na = ring_replicas(&c->ring_all, ks, t, all, CL_MAX_REPLICAS);
     for (size_t i = 0; i < na; i++) {

@@ -16,8 +16,17 @@
 **                       v                                           |
 **                    JOINING (tokens chosen, saved, announced) -----+
 **
-** Range streaming on join, decommission and removenode belong to the
-** lifecycle too and are not built yet (see docs/cluster.md).
+** Decommission (cellar-admin decommission, on the node that leaves):
+**
+**   NORMAL --announce "leaving" (pending replicas: the ring without it)
+**     --a few rounds--> STREAM_ORDER to every node that gains ranges (pull
+**     them from me) --all STREAM_ORDER_DONE--> announce "left", answer,
+**     exit. A failure puts "normal" back.
+**
+** Removenode HOSTID (on any live node, for a member that is down): the
+** nodes gaining its ranges pull them from surviving replicas (STREAM_ORDER),
+** then HOSTID goes into this node's GK_REMOVED ("host:generation,..."):
+** every node forgets it and refuses its gossip of that generation or older.
 **
 ** Threads: everything runs on the loop thread, except the cluster_*view
 ** functions, which worker threads (the engine) call: they take the mutex
@@ -48,6 +57,9 @@ typedef struct cluster_options {
   ** by another live node); msg is borrowed for the call */
   void (*fatal)(void *arg, const char *msg);
   void *fatal_arg;
+  /* called on the loop (with fatal_arg) once a decommissioned node has
+  ** announced "left": it must stop (exit status 0) */
+  void (*left)(void *arg);
 } cluster_options;
 
 /* Reads this node's tokens from storage (blocking: call before the loop
@@ -139,6 +151,20 @@ typedef struct cluster_range {
 typedef int (*cluster_bootstrap_fn)(void *arg, const cluster_range *r, size_t n);
 void cluster_set_bootstrap(cluster *c, cluster_bootstrap_fn fn, void *arg);
 void cluster_bootstrap_done(cluster *c, int rc);
+
+/*
+** Worker threads (admin commands). decommission and removenode start the
+** operation (see the lifecycle notes above) and answer at once with its
+** state, or with an error naming why it cannot start; cluster_op_status
+** answers the state of the last one: info pairs operation, state
+** (announcing, streaming, done, failed), error, ranges, nodes, nodes_done,
+** entries, and per gaining node "N ranges, pulling|done|failed, E entries".
+** A decommissioned node exits once its "done" was fetched (or after
+** LEFT_EXIT_MAX_TICKS rounds).
+*/
+int cluster_decommission(cluster *c, result *res);
+int cluster_removenode(cluster *c, const char *host_id, result *res);
+int cluster_op_status(cluster *c, result *res);
 
 /* This node's state: "joining", "normal". */
 const char *cluster_state_name(cluster *c);

@@ -220,6 +220,14 @@ static int do_admin(engine *e, const request *q, result *res) {
     if (schema_get_table(e->sc, ks, tb, &td) != 0)
       return result_error(res, CELLAR_ENOTABLE, "unknown table %s.%s", ks, tb);
     return cluster_view_endpoints(e->cl, &kd, key, strlen(key), res);
+  } else if (!strcmp(cmd, "decommission") || !strcmp(cmd, "removenode") ||
+             !strcmp(cmd, "operation")) {
+    /* start, and the state of, the node's decommission or removenode */
+    if (e->cl == NULL)
+      return result_error(res, CELLAR_EINVAL, "this node runs without a cluster");
+    if (!strcmp(cmd, "operation")) return cluster_op_status(e->cl, res);
+    if (!strcmp(cmd, "decommission")) return cluster_decommission(e->cl, res);
+    return cluster_removenode(e->cl, q->argument ? q->argument : "", res);
   } else if (!strcmp(cmd, "flush")) {
     rc = storage_flush(e->st);
   } else if (!strcmp(cmd, "compact")) {
@@ -242,7 +250,7 @@ static int do_admin(engine *e, const request *q, result *res) {
   } else {
     return result_error(res, CELLAR_EINVAL,
                         "unknown admin command '%s' (info, status, ring, getendpoints, "
-                        "flush, compact, snapshot)", cmd);
+                        "decommission, removenode, operation, flush, compact, snapshot)", cmd);
   }
   return rc ? storage_failed(res, rc, cmd) : 0;
 }

@@ -59,6 +59,8 @@ const char *frame_type_name(unsigned type) {
     case FRAME_REPLICA_READ_REPLY: return "REPLICA_READ_REPLY";
     case FRAME_STREAM_PULL: return "STREAM_PULL";
     case FRAME_STREAM_CHUNK: return "STREAM_CHUNK";
+    case FRAME_STREAM_ORDER: return "STREAM_ORDER";
+    case FRAME_STREAM_ORDER_DONE: return "STREAM_ORDER_DONE";
   }
   return "UNKNOWN";
 }

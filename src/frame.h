@@ -54,7 +54,9 @@ enum frame_type {
   FRAME_REPLICA_READ = 37,  /* ReplicaRead */
   FRAME_REPLICA_READ_REPLY = 38, /* ReplicaReadReply */
   FRAME_STREAM_PULL = 39,   /* StreamPull */
-  FRAME_STREAM_CHUNK = 40   /* StreamChunk */
+  FRAME_STREAM_CHUNK = 40,  /* StreamChunk */
+  FRAME_STREAM_ORDER = 41,  /* StreamOrder: pull these ranges from there */
+  FRAME_STREAM_ORDER_DONE = 42 /* StreamOrderDone */
 };
 
 typedef struct frame_header {

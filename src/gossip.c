@@ -44,10 +44,15 @@ struct gossip {
   gossip_endpoint **eps;       /* sorted by host_id */
   gossip_endpoint *self;
   uint64_t last_tick_ns;
+  size_t nremoved, capremoved;
+  struct removed {
+    char host_id[GOSSIP_HOST_ID_MAX];
+    uint64_t generation;
+  } *removed;                  /* gossip_remove's tombstones */
 };
 
 static const char *const key_names[GK_COUNT] = {
-  "STATUS", "DC", "RACK", "TOKENS", "ADDR", "PEER_ADDR", "LOAD", "SCHEMA"};
+  "STATUS", "DC", "RACK", "TOKENS", "ADDR", "PEER_ADDR", "LOAD", "SCHEMA", "REMOVED"};
 
 const char *gossip_key_name(int key) {
   return key >= 0 && key < GK_COUNT ? key_names[key] : "UNKNOWN";
@@ -154,6 +159,7 @@ void gossip_free(gossip *g) {
     free(g->eps[i]);
   }
   free(g->eps);
+  free(g->removed);
   free(g);
 }
 
@@ -191,6 +197,35 @@ int gossip_forget(gossip *g, const char *host) {
   free(g->eps[i]);
   memmove(&g->eps[i], &g->eps[i + 1], (g->n - i - 1) * sizeof *g->eps);
   g->n--;
+  return 0;
+}
+
+int gossip_is_removed(const gossip *g, const char *host, uint64_t generation) {
+  for (size_t i = 0; i < g->nremoved; i++)
+    if (!strcmp(g->removed[i].host_id, host)) return generation <= g->removed[i].generation;
+  return 0;
+}
+
+int gossip_remove(gossip *g, const char *host, uint64_t generation) {
+  if (!strcmp(host, g->self->host_id)) return CELLAR_EINVAL;
+  size_t i = 0;
+  while (i < g->nremoved && strcmp(g->removed[i].host_id, host)) i++;
+  if (i == g->nremoved) {
+    if (g->nremoved == g->capremoved) {
+      size_t cap = g->capremoved ? g->capremoved * 2 : 8;
+      struct removed *r = realloc(g->removed, cap * sizeof *r);
+      if (r == NULL) return CELLAR_ENOMEM;
+      g->removed = r;
+      g->capremoved = cap;
+    }
+    g->nremoved++;
+    snprintf(g->removed[i].host_id, sizeof g->removed[i].host_id, "%s", host);
+    g->removed[i].generation = generation;
+  } else if (generation > g->removed[i].generation) {
+    g->removed[i].generation = generation;
+  }
+  const gossip_endpoint *e = find(g, host);
+  if (e && e->generation <= g->removed[i].generation) gossip_forget(g, host);
   return 0;
 }
 
@@ -233,6 +268,7 @@ static void apply_delta(gossip *g, const gossip_delta *d, uint64_t now_ns) {
   if (d->host_id[0] == '\0' || !strcmp(d->host_id, g->self->host_id)) return;
   uint64_t wall = g->io.wall_s ? g->io.wall_s(g->io.arg) : 0;
   if (wall && d->generation > wall + GOSSIP_MAX_GENERATION_AHEAD) return;
+  if (gossip_is_removed(g, d->host_id, d->generation)) return;
   gossip_endpoint *e = find(g, d->host_id);
   int changed = 0;
   if (e == NULL) {
@@ -364,6 +400,7 @@ static void on_syn(gossip *g, const char *from, const gossip_msg *m) {
   size_t nreq = 0, ndel = 0;
   for (size_t i = 0; i < m->ndigests; i++) {
     const gossip_digest *d = &m->digests[i];
+    if (gossip_is_removed(g, d->host_id, d->generation)) continue;
     gossip_endpoint *e = NULL;
     size_t j = lower_bound(g, d->host_id);
     if (j < g->n && !strcmp(g->eps[j]->host_id, d->host_id)) {

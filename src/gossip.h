@@ -52,7 +52,8 @@ enum gossip_key {
   GK_PEER_ADDR = 5,   /* node-to-node address host:port */
   GK_LOAD = 6,        /* bytes on disk, decimal */
   GK_SCHEMA = 7,      /* schema version, hex */
-  GK_COUNT = 8
+  GK_REMOVED = 8,     /* hosts this node removed: "host:generation,..." */
+  GK_COUNT = 9
 };
 
 const char *gossip_key_name(int key);
@@ -166,5 +167,15 @@ uint64_t gossip_max_version(const gossip_endpoint *e);
 
 /* Forgets a member (after removenode or when it left long ago). */
 int gossip_forget(gossip *g, const char *host_id);
+
+/*
+** Removes a member for good: forgets it (unless what is known of it has a
+** newer generation than generation) and from then on refuses any state of
+** it of that generation or older, from whoever gossips it. 0, or
+** CELLAR_EINVAL for this node itself.
+*/
+int gossip_remove(gossip *g, const char *host_id, uint64_t generation);
+/* host_id at generation was removed (gossip_remove). */
+int gossip_is_removed(const gossip *g, const char *host_id, uint64_t generation);
 
 #endif

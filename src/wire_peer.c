@@ -491,3 +491,93 @@ void wire_chunk_free(wire_chunk *w) {
   if (w->pb) cellar__wire__stream_chunk__free_unpacked(w->pb, NULL);
   memset(w, 0, sizeof *w);
 }
+
+/* ------------------------------------------------------- stream orders */
+
+uint8_t *wire_order_encode(const wire_order *w, size_t *len) {
+  Cellar__Wire__StreamOrder m = CELLAR__WIRE__STREAM_ORDER__INIT;
+  Cellar__Wire__StreamRange *arr = calloc(w->n ? w->n : 1, sizeof *arr);
+  Cellar__Wire__StreamRange **ptrs = calloc(w->n ? w->n : 1, sizeof *ptrs);
+  uint8_t *out = NULL;
+  if (arr == NULL || ptrs == NULL) goto done;
+  for (size_t i = 0; i < w->n; i++) {
+    Cellar__Wire__StreamRange r = CELLAR__WIRE__STREAM_RANGE__INIT;
+    r.table_id = w->r[i].table_id;
+    r.lo = w->r[i].lo;
+    r.hi = w->r[i].hi;
+    r.source = (char *)(w->r[i].source ? w->r[i].source : "");
+    arr[i] = r;
+    ptrs[i] = &arr[i];
+  }
+  m.id = w->id;
+  m.from = (char *)(w->from ? w->from : "");
+  m.cluster = (char *)(w->cluster ? w->cluster : "");
+  m.n_ranges = w->n;
+  m.ranges = ptrs;
+  PACK_INTO(stream_order, &m, len);
+done:
+  free(arr);
+  free(ptrs);
+  return out;
+}
+
+int wire_order_decode(const uint8_t *p, size_t n, wire_order *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__StreamOrder *m = cellar__wire__stream_order__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  out->id = m->id;
+  out->from = m->from;
+  out->cluster = m->cluster;
+  out->n = m->n_ranges;
+  out->r = calloc(m->n_ranges ? m->n_ranges : 1, sizeof *out->r);
+  if (out->r == NULL) {
+    wire_order_free(out);
+    return CELLAR_ENOMEM;
+  }
+  for (size_t i = 0; i < m->n_ranges; i++) {
+    const Cellar__Wire__StreamRange *r = m->ranges[i];
+    if (r->lo > r->hi || r->lo == INT64_MIN || strlen(r->source) >= 80) {
+      wire_order_free(out);
+      return CELLAR_EPROTO;
+    }
+    out->r[i] = (wire_range){r->table_id, r->lo, r->hi, r->source};
+  }
+  return 0;
+}
+
+void wire_order_free(wire_order *w) {
+  free(w->r);
+  if (w->pb) cellar__wire__stream_order__free_unpacked(w->pb, NULL);
+  memset(w, 0, sizeof *w);
+}
+
+uint8_t *wire_order_done_encode(const wire_order_done *w, size_t *len) {
+  Cellar__Wire__StreamOrderDone m = CELLAR__WIRE__STREAM_ORDER_DONE__INIT;
+  m.id = w->id;
+  m.host_id = (char *)(w->host_id ? w->host_id : "");
+  m.code = w->code;
+  m.message = (char *)(w->message ? w->message : "");
+  m.entries = w->entries;
+  uint8_t *out = NULL;
+  PACK_INTO(stream_order_done, &m, len);
+  return out;
+}
+
+int wire_order_done_decode(const uint8_t *p, size_t n, wire_order_done *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__StreamOrderDone *m = cellar__wire__stream_order_done__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  out->id = m->id;
+  out->host_id = m->host_id;
+  out->code = m->code;
+  out->message = m->message;
+  out->entries = m->entries;
+  return 0;
+}
+
+void wire_order_done_free(wire_order_done *w) {
+  if (w->pb) cellar__wire__stream_order_done__free_unpacked(w->pb, NULL);
+  memset(w, 0, sizeof *w);
+}

@@ -146,4 +146,37 @@ uint8_t *wire_chunk_encode(const wire_chunk *w, size_t *len);  /* pb ignored */
 int wire_chunk_decode(const uint8_t *p, size_t n, wire_chunk *out);
 void wire_chunk_free(wire_chunk *w);
 
+/* STREAM_ORDER / STREAM_ORDER_DONE (decommission, removenode). */
+typedef struct wire_range {
+  uint64_t table_id;
+  int64_t lo, hi;
+  const char *source;
+} wire_range;
+
+typedef struct wire_order {
+  uint64_t id;
+  const char *from, *cluster;
+  size_t n;
+  wire_range *r;               /* malloc'd array; strings point into pb */
+  void *pb;
+} wire_order;
+
+uint8_t *wire_order_encode(const wire_order *w, size_t *len);   /* pb ignored */
+/* 0 or CELLAR_EPROTO (malformed, a range with lo > hi or lo = INT64_MIN). */
+int wire_order_decode(const uint8_t *p, size_t n, wire_order *out);
+void wire_order_free(wire_order *w);
+
+typedef struct wire_order_done {
+  uint64_t id;
+  const char *host_id;
+  int code;
+  const char *message;
+  uint64_t entries;
+  void *pb;
+} wire_order_done;
+
+uint8_t *wire_order_done_encode(const wire_order_done *w, size_t *len);  /* pb ignored */
+int wire_order_done_decode(const uint8_t *p, size_t n, wire_order_done *out);
+void wire_order_done_free(wire_order_done *w);
+
 #endif

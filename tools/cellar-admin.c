@@ -9,8 +9,8 @@
 ** Options may come before or after the command; --json prints one JSON
 ** object on stdout instead of text. Exit status: 0 done, 1 failed (the
 ** message on stderr names what), 2 usage error.
-** Gossip-based commands (status, ring, getendpoints, repair, ...) come with
-** the membership work.
+**   cellar-admin [-h HOST:PORT] status [KS] | ring | getendpoints KS TABLE KEY
+**   cellar-admin [-h HOST:PORT] decommission | removenode HOSTID
 */
 #include <errno.h>
 #include <getopt.h>
@@ -43,6 +43,10 @@ static void usage(FILE *f) {
     "                      (ownership effective for keyspace KS when given)\n"
     "  ring                every token of the ring and its owner\n"
     "  getendpoints KS TABLE KEY   the replicas of a partition key\n"
+    "  decommission        stream this node's ranges to their new owners, then\n"
+    "                      the node leaves the cluster and exits\n"
+    "  removenode HOSTID   remove a dead member: its ranges are copied from\n"
+    "                      surviving replicas to their new owners\n"
     "options:\n"
     "  -h, --host HOST:PORT  node to talk to (default " DEFAULT_HOST ")\n"
     "  --timeout MS          request timeout (default 60000)\n"
@@ -260,6 +264,89 @@ static int cmd_admin(cellar_client_t *c, const char *host, const char *command,
   }
   cellar_result_free(res);
   return 0;
+}
+
+/* ------------------------------------------- decommission, removenode */
+
+static const char *info_get(cellar_result_t *res, const char *key) {
+  for (size_t i = 0; i < cellar_result_info_count(res); i++)
+    if (!strcmp(cellar_result_info_key(res, i), key)) return cellar_result_info_value(res, i);
+  return "";
+}
+
+static void json_failure(const char *host, const char *command, int rc, const char *msg) {
+  printf("{\"node\":");
+  json_string(host);
+  printf(",\"command\":");
+  json_string(command);
+  printf(",\"ok\":false,\"error\":");
+  json_string(cellar_err_name(rc));
+  printf(",\"message\":");
+  json_string(msg);
+  printf("}\n");
+}
+
+/*
+** Starts the operation, then polls the node's "operation" state every
+** 250 ms, printing progress (text mode) until it is done or failed.
+*/
+static int cmd_lifecycle(cellar_client_t *c, const char *host, const char *command,
+                         const char *hostid, int json) {
+  cellar_result_t *res = NULL;
+  int rc = cellar_admin(c, command, hostid, &res);
+  if (rc != 0) {
+    int st = failed(command, host, rc, res);
+    if (json) json_failure(host, command, rc, res ? cellar_result_message(res) : "");
+    cellar_result_free(res);
+    return st;
+  }
+  if (!json) {
+    printf("%s: %s ranges to stream to %s nodes%s\n", command, info_get(res, "ranges"),
+           info_get(res, "nodes"),
+           strcmp(command, "decommission") ? "" : " (announcing \"leaving\" first)");
+    fflush(stdout);
+  }
+  char last[64] = "";
+  for (;;) {
+    cellar_result_free(res);
+    res = NULL;
+    usleep(250000);
+    rc = cellar_admin(c, "operation", NULL, &res);
+    if (rc != 0) {
+      int st = failed(command, host, rc, res);
+      fprintf(stderr, "cellar-admin: lost track of the %s on %s; check its state with "
+              "'cellar-admin status'\n", command, host);
+      if (json) json_failure(host, command, rc, "lost track of the operation");
+      cellar_result_free(res);
+      return st;
+    }
+    const char *state = info_get(res, "state");
+    char now[64];
+    snprintf(now, sizeof now, "%s %s", state, info_get(res, "nodes_done"));
+    if (!json && strcmp(now, last)) {
+      printf("%s: %s, %s of %s nodes done, %s entries\n", command, state,
+             info_get(res, "nodes_done"), info_get(res, "nodes"), info_get(res, "entries"));
+      fflush(stdout);
+      snprintf(last, sizeof last, "%s", now);
+    }
+    if (!strcmp(state, "done") || !strcmp(state, "failed")) break;
+    if (!strcmp(state, "") || !strcmp(info_get(res, "operation"), "none")) {
+      fprintf(stderr, "cellar-admin: %s on %s: the node forgot the operation (restarted?)\n",
+              command, host);
+      cellar_result_free(res);
+      return 1;
+    }
+  }
+  int ok = !strcmp(info_get(res, "state"), "done");
+  if (ok) {
+    print_info(res, json, command, host);
+    if (!json) printf("%s: done\n", command);
+  } else {
+    fprintf(stderr, "cellar-admin: %s on %s failed: %s\n", command, host, info_get(res, "error"));
+    if (json) json_failure(host, command, CELLAR_EIO, info_get(res, "error"));
+  }
+  cellar_result_free(res);
+  return ok ? 0 : 1;
 }
 
 /* ------------------------------------------------------- cluster views */
@@ -563,6 +650,16 @@ int main(int argc, char **argv) {
     cellar_client_t *cl = connect_or_die(host, timeout_ms);
     int st = !strcmp(cmd, "ring") ? cmd_ring(cl, host, json)
                                   : cmd_members(cl, host, cmd, arg, ks, json);
+    cellar_close(cl);
+    return st;
+  }
+
+  if (!strcmp(cmd, "decommission") || !strcmp(cmd, "removenode")) {
+    int rm = !strcmp(cmd, "removenode");
+    if (rm && npos != 2) usage_error("%s: expects the HOSTID of a dead member", cmd);
+    if (!rm && npos != 1) usage_error("%s: takes no arguments", cmd);
+    cellar_client_t *cl = connect_or_die(host, timeout_ms);
+    int st = cmd_lifecycle(cl, host, cmd, rm ? pos[1] : NULL, json);
     cellar_close(cl);
     return st;
   }
