@@ -68,6 +68,7 @@ enum { OP_DECOMMISSION = 1, OP_REMOVENODE = 2 };
 typedef struct op {
   int kind;
   int sent;                    /* orders sent */
+  int sent_tick;               /* when they were last sent */
   int ticks;                   /* since the op started */
   order *o;
   size_t n;
@@ -181,6 +182,13 @@ static int tokens_parse(const char *s, int64_t **out, size_t *n) {
 static int read_value(void *arg, const uint8_t *k, size_t nk, const uint8_t *v, size_t nv) {
   char **out = arg;
   if (nk != 11 || memcmp(k, "node/tokens", 11)) return 0;
+  *out = strndup((const char *)v, nv);
+  return 0;
+}
+
+static int read_removed(void *arg, const uint8_t *k, size_t nk, const uint8_t *v, size_t nv) {
+  char **out = arg;
+  if (nk != 12 || memcmp(k, "node/removed", 12)) return 0;
   *out = strndup((const char *)v, nv);
   return 0;
 }
@@ -645,6 +653,8 @@ void cluster_bootstrap_done(cluster *c, int rc) {
 /* ------------------------------------------- decommission, removenode */
 
 #define OP_SPREAD_TICKS 10      /* "leaving" spreads before streaming starts */
+#define OP_RESEND_TICKS 60      /* orders not answered by then are sent again */
+#define OP_TIMEOUT_TICKS 3600   /* the whole operation gives up after this */
 #define LEFT_EXIT_TICKS 5       /* "left" spreads before the node exits */
 #define LEFT_FORGET_NS (300ull * 1000000000ull)
 #define LEFT_EXIT_MAX_TICKS 60  /* exit then even if nobody fetched the result */
@@ -797,6 +807,27 @@ static void forget_done(uv_work_t *w, int status) {
   free(w->data);
 }
 
+/* The removed-members list survives a restart of the node that removed
+** them (it is gossiped from this node's own state). */
+typedef struct removed_job {
+  uv_work_t work;
+  cluster *c;
+  char *v;
+} removed_job;
+
+static void removed_work(uv_work_t *w) {
+  removed_job *j = w->data;
+  int rc = storage_system_put(j->c->st, "node/removed", 12, j->v, strlen(j->v));
+  if (rc) log_warn("cluster: cannot save the removed members: %s", cellar_strerror(rc));
+}
+
+static void removed_done(uv_work_t *w, int status) {
+  removed_job *j = w->data;
+  (void)status;
+  free(j->v);
+  free(j);
+}
+
 /* Caller holds c->mu. Ends the op (rc 0: done) and wakes the admin call. */
 static void do_op_finish(cluster *c, int rc, const char *msg) {
   op *o = c->op;
@@ -832,6 +863,14 @@ static void do_op_finish(cluster *c, int rc, const char *msg) {
     if (v) {
       snprintf(v, cap, "%s%s%s:%" PRIu64, old, *old ? "," : "", o->host, o->host_gen);
       gossip_set_local(c->g, GK_REMOVED, v);
+      removed_job *j = calloc(1, sizeof *j);
+      if (j) {
+        j->c = c;
+        j->v = v;
+        j->work.data = j;
+        if (uv_queue_work(c->loop, &j->work, removed_work, removed_done) == 0) v = NULL;
+        else free(j);
+      }
       free(v);
     }
     gossip_remove(c->g, o->host, o->host_gen);
@@ -888,8 +927,13 @@ static void do_op_tick(cluster *c, outmsg **out, size_t *nout) {
   op *o = c->op;
   if (o == NULL || o->finished) return;
   o->ticks++;
-  if (!o->sent) {
-    if (o->kind == OP_DECOMMISSION && o->ticks < OP_SPREAD_TICKS) return;
+  int resend = o->sent && o->ticks - o->sent_tick >= OP_RESEND_TICKS;
+  if (o->sent && o->ticks >= OP_TIMEOUT_TICKS) {
+    do_op_finish(c, CELLAR_ETIMEDOUT, "gaining nodes did not finish pulling in time");
+    return;
+  }
+  if (!o->sent || resend) {
+    if (!o->sent && o->kind == OP_DECOMMISSION && o->ticks < OP_SPREAD_TICKS) return;
     if (o->n == 0) {
       do_op_finish(c, 0, NULL);
       return;
@@ -898,6 +942,9 @@ static void do_op_tick(cluster *c, outmsg **out, size_t *nout) {
     if (*out == NULL) return;
     for (size_t i = 0; i < o->n; i++) {
       order *od = &o->o[i];
+      /* a lost order or answer: send it again (pulls are idempotent merges,
+      ** a duplicate answer is ignored) */
+      if (od->done) continue;
       wire_range *wr = calloc(od->n ? od->n : 1, sizeof *wr);
       if (wr == NULL) continue;
       for (size_t k = 0; k < od->n; k++)
@@ -908,10 +955,12 @@ static void do_op_tick(cluster *c, outmsg **out, size_t *nout) {
       snprintf(m->addr, sizeof m->addr, "%s", od->addr);
       m->p = wire_order_encode(&w, &m->len);
       free(wr);
-      log_info("cluster: %s: ordering %s to pull %zu ranges", o->kind == OP_DECOMMISSION ?
-               "decommission" : "removenode", od->host_id, od->n);
+      log_info("cluster: %s: %s %s to pull %zu ranges", o->kind == OP_DECOMMISSION ?
+               "decommission" : "removenode", resend ? "again ordering" : "ordering",
+               od->host_id, od->n);
     }
     o->sent = 1;
+    o->sent_tick = o->ticks;
     return;
   }
   /* a gaining node that goes down will not answer */
@@ -1267,6 +1316,8 @@ int cluster_new(const cluster_options *o, cluster **out) {
     cluster_free(c);
     return rc;
   }
+  char *removed = NULL;
+  storage_system_scan(c->st, "node/removed", 12, read_removed, &removed);
 
   gossip_config gc = {.cluster = o->cfg->cluster_name, .host_id = c->host_id,
                       .generation = c->generation, .peer_addr = c->peer_addr,
@@ -1289,6 +1340,7 @@ int cluster_new(const cluster_options *o, cluster **out) {
   gossip_io io = {.arg = c, .send = io_send, .event = io_event, .wall_s = io_wall};
   rc = gossip_new(&gc, &io, now_ns(), &c->g);
   if (rc) {
+    free(removed);
     cluster_free(c);
     return rc;
   }
@@ -1296,6 +1348,12 @@ int cluster_new(const cluster_options *o, cluster **out) {
   gossip_set_local(c->g, GK_RACK, o->cfg->rack);
   gossip_set_local(c->g, GK_ADDR, c->client_addr);
   gossip_set_local(c->g, GK_LOAD, "0");
+  if (removed) {            /* do_apply_removed forgets them at the first tick */
+    gossip_set_local(c->g, GK_REMOVED, removed);
+    log_info("cluster: members removed earlier: %s", removed);
+    free(removed);
+    removed = NULL;
+  }
   if (c->ntokens) {
     announce_tokens(c);
     gossip_set_local(c->g, GK_STATUS, "normal");

@@ -269,6 +269,19 @@ static void test_decommission_and_removenode(void) {
   printf("\n  after removenode: %d of %d rows missing at ALL\n", missing, acked);
   CU_ASSERT_EQUAL(missing, 0);
   cellar_close(c1);
+  /* the remover restarts: the removed member stays gone (its list is saved) */
+  CU_ASSERT_EQUAL(harness_node_signal(&nodes[0], SIGTERM), 0);
+  CU_ASSERT_EQUAL_FATAL(start_node(0), 0);
+  int n0 = 0;
+  for (int t = 0; t < 30; t++) {
+    n0 = members_of(0, -1, NULL, NULL);
+    usleep(200000);
+  }
+  printf("  after the remover restarted: status shows %d members\n", n0);
+  CU_ASSERT_EQUAL(n0, 2);
+  char grep[1400];
+  snprintf(grep, sizeof grep, "grep -q 'members removed earlier: .*%s' '%s'", hid, nodes[0].log_path);
+  CU_ASSERT_EQUAL(system(grep), 0);   /* it still publishes the removal */
   for (int i = 0; i < 2; i++) CU_ASSERT_EQUAL(harness_node_signal(&nodes[i], SIGTERM), 0);
 }
 
