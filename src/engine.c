@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 
 #define CURSOR_VERSION 1
 
@@ -228,6 +229,8 @@ static int do_admin(engine *e, const request *q, result *res) {
     if (!strcmp(cmd, "operation")) return cluster_op_status(e->cl, res);
     if (!strcmp(cmd, "decommission")) return cluster_decommission(e->cl, res);
     return cluster_removenode(e->cl, q->argument ? q->argument : "", res);
+  } else if (!strcmp(cmd, "metrics")) {
+    return metrics_report(res);
   } else if (!strcmp(cmd, "flush")) {
     rc = storage_flush(e->st);
   } else if (!strcmp(cmd, "compact")) {
@@ -250,7 +253,7 @@ static int do_admin(engine *e, const request *q, result *res) {
   } else {
     return result_error(res, CELLAR_EINVAL,
                         "unknown admin command '%s' (info, status, ring, getendpoints, "
-                        "decommission, removenode, operation, flush, compact, snapshot)", cmd);
+                        "decommission, removenode, operation, metrics, flush, compact, snapshot)", cmd);
   }
   return rc ? storage_failed(res, rc, cmd) : 0;
 }

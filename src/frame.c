@@ -61,6 +61,10 @@ const char *frame_type_name(unsigned type) {
     case FRAME_STREAM_CHUNK: return "STREAM_CHUNK";
     case FRAME_STREAM_ORDER: return "STREAM_ORDER";
     case FRAME_STREAM_ORDER_DONE: return "STREAM_ORDER_DONE";
+    case FRAME_MERKLE_REQUEST: return "MERKLE_REQUEST";
+    case FRAME_MERKLE_REPLY: return "MERKLE_REPLY";
+    case FRAME_REPAIR_ROWS: return "REPAIR_ROWS";
+    case FRAME_REPAIR_ROWS_REPLY: return "REPAIR_ROWS_REPLY";
   }
   return "UNKNOWN";
 }

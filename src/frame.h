@@ -56,7 +56,11 @@ enum frame_type {
   FRAME_STREAM_PULL = 39,   /* StreamPull */
   FRAME_STREAM_CHUNK = 40,  /* StreamChunk */
   FRAME_STREAM_ORDER = 41,  /* StreamOrder: pull these ranges from there */
-  FRAME_STREAM_ORDER_DONE = 42 /* StreamOrderDone */
+  FRAME_STREAM_ORDER_DONE = 42, /* StreamOrderDone */
+  FRAME_MERKLE_REQUEST = 43,   /* repair: build a Merkle tree of a range */
+  FRAME_MERKLE_REPLY = 44,     /* repair: the tree (or an error) */
+  FRAME_REPAIR_ROWS = 45,      /* repair: row digests of differing leaves */
+  FRAME_REPAIR_ROWS_REPLY = 46 /* repair: the answer to REPAIR_ROWS */
 };
 
 typedef struct frame_header {

@@ -35,6 +35,7 @@ static void usage(FILE *f) {
     "  token [--hex] KEY   Murmur3 token of a partition key (no node needed;\n"
     "                      --hex: KEY is given in hexadecimal)\n"
     "  info                node information\n"
+    "  metrics             the node's counters (hints, repair, versions)\n"
     "  describe [KS]       keyspaces and tables (all, or keyspace KS)\n"
     "  compact             compact the node's storage\n"
     "  flush               flush memtables to disk\n"
@@ -256,7 +257,7 @@ static int cmd_admin(cellar_client_t *c, const char *host, const char *command,
     cellar_result_free(res);
     return st;
   }
-  if (!json && strcmp(command, "info") != 0 &&
+  if (!json && strcmp(command, "info") != 0 && strcmp(command, "metrics") != 0 &&
       cellar_result_info_count(res) == 0) {
     printf("%s: done\n", command);
   } else {
@@ -664,7 +665,8 @@ int main(int argc, char **argv) {
     return st;
   }
 
-  int is_admin = !strcmp(cmd, "info") || !strcmp(cmd, "compact") ||
+  int is_admin = !strcmp(cmd, "info") || !strcmp(cmd, "metrics") ||
+                 !strcmp(cmd, "compact") ||
                  !strcmp(cmd, "flush") || !strcmp(cmd, "snapshot");
   if (!is_admin && strcmp(cmd, "describe") != 0)
     usage_error("unknown command '%s'", cmd);
