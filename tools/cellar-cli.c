@@ -340,6 +340,32 @@ static int cmd_ping(int argc, char **argv) {
   return EXIT_OK;
 }
 
+/* The first arguments of put, get, slice and delete: KS.TABLE PK, then a
+** clustering key when want_ck says pos[2] is one. Fills *t (bytes in s) and
+** returns the index of the next positional argument, or -1 after printing
+** a usage error. */
+typedef struct target {
+  const char *ks, *table;
+  bytes pk, ck;
+} target;
+
+static int parse_target(scratch *s, char **pos, int np, int want_ck, const char *u,
+                        const char *cmd, target *t) {
+  memset(t, 0, sizeof *t);
+  if (split_table(s, pos[0], &t->ks, &t->table) != 0) {
+    usage_error(u, "%s: expected KS.TABLE, got '%s'", cmd, pos[0]);
+    return -1;
+  }
+  int next = want_ck && np > 2 ? 3 : 2;
+  for (int i = 1; i < next; i++) {
+    if (arg_bytes(s, pos[i], strlen(pos[i]), i == 1 ? &t->pk : &t->ck) != 0) {
+      usage_error(u, "%s: bad hex in '%s'", cmd, pos[i]);
+      return -1;
+    }
+  }
+  return next;
+}
+
 static int cmd_put(int argc, char **argv) {
   const char *u = "put KS.TABLE PK [CK] col=value ... [--ttl S] [--timestamp US]";
   flag flags[] = {{"ttl", 1, 0, NULL}, {"timestamp", 1, 0, NULL}, {NULL, 0, 0, NULL}};
@@ -352,25 +378,13 @@ static int cmd_put(int argc, char **argv) {
   cellar_put_t p;
   memset(&p, 0, sizeof p);
   p.consistency = g_cl;
-  bytes pk, ck = {NULL, 0};
   uint64_t v;
-  int first_cell = 2;
   cellar_cell_t *cells = NULL;
-  if (split_table(&s, pos[0], &p.keyspace, &p.table) != 0) {
-    usage_error(u, "put: expected KS.TABLE, got '%s'", pos[0]);
-    goto out;
-  }
-  if (arg_bytes(&s, pos[1], strlen(pos[1]), &pk) != 0) {
-    usage_error(u, "put: bad hex in '%s'", pos[1]);
-    goto out;
-  }
-  if (strchr(pos[2], '=') == NULL) {
-    if (arg_bytes(&s, pos[2], strlen(pos[2]), &ck) != 0) {
-      usage_error(u, "put: bad hex in '%s'", pos[2]);
-      goto out;
-    }
-    first_cell = 3;
-  }
+  target t;
+  int first_cell = parse_target(&s, pos, np, strchr(pos[2], '=') == NULL, u, "put", &t);
+  if (first_cell < 0) goto out;
+  p.keyspace = t.ks;
+  p.table = t.table;
   if (first_cell >= np) {
     usage_error(u, "put: no col=value given");
     goto out;
@@ -401,9 +415,9 @@ static int cmd_put(int argc, char **argv) {
     usage_error(u, "put: bad --timestamp '%s'", flags[1].value);
     goto out;
   }
-  cellar_row_t row = {ck.p, ck.n, cells, (size_t)(np - first_cell)};
-  p.partition = pk.p;
-  p.partition_len = pk.n;
+  cellar_row_t row = {t.ck.p, t.ck.n, cells, (size_t)(np - first_cell)};
+  p.partition = t.pk.p;
+  p.partition_len = t.pk.n;
   p.rows = &row;
   p.nrows = 1;
   rc = EXIT_ERR;
@@ -454,23 +468,18 @@ static int cmd_get(int argc, char **argv) {
   cellar_get_t g;
   memset(&g, 0, sizeof g);
   g.consistency = g_cl;
-  bytes pk, ck = {NULL, 0};
-  if (split_table(&s, pos[0], &g.keyspace, &g.table) != 0) {
-    usage_error(u, "get: expected KS.TABLE, got '%s'", pos[0]);
-    goto out;
-  }
-  if (arg_bytes(&s, pos[1], strlen(pos[1]), &pk) != 0 ||
-      (np > 2 && arg_bytes(&s, pos[2], strlen(pos[2]), &ck) != 0)) {
-    usage_error(u, "get: bad hex in a key");
-    goto out;
-  }
+  target t;
   cellar_cell_t *cols;
   size_t ncols;
-  if (columns_from(&s, pos, 3, np, &cols, &ncols, u, "get")) goto out;
-  g.partition = pk.p;
-  g.partition_len = pk.n;
-  g.clustering = ck.p;
-  g.clustering_len = ck.n;
+  if (parse_target(&s, pos, np, 1, u, "get", &t) < 0 ||
+      columns_from(&s, pos, 3, np, &cols, &ncols, u, "get"))
+    goto out;
+  g.keyspace = t.ks;
+  g.table = t.table;
+  g.partition = t.pk.p;
+  g.partition_len = t.pk.n;
+  g.clustering = t.ck.p;
+  g.clustering_len = t.ck.n;
   g.columns = cols;
   g.ncolumns = ncols;
   rc = EXIT_ERR;
@@ -506,18 +515,14 @@ static int cmd_slice(int argc, char **argv) {
   cellar_slice_t q;
   memset(&q, 0, sizeof q);
   q.consistency = g_cl;
-  bytes pk, b;
+  bytes b;
   uint64_t v;
-  if (split_table(&s, pos[0], &q.keyspace, &q.table) != 0) {
-    usage_error(u, "slice: expected KS.TABLE, got '%s'", pos[0]);
-    goto out;
-  }
-  if (arg_bytes(&s, pos[1], strlen(pos[1]), &pk) != 0) {
-    usage_error(u, "slice: bad hex in '%s'", pos[1]);
-    goto out;
-  }
-  q.partition = pk.p;
-  q.partition_len = pk.n;
+  target t;
+  if (parse_target(&s, pos, np, 0, u, "slice", &t) < 0) goto out;
+  q.keyspace = t.ks;
+  q.table = t.table;
+  q.partition = t.pk.p;
+  q.partition_len = t.pk.n;
   if (flags[0].seen) {
     if (arg_bytes(&s, flags[0].value, strlen(flags[0].value), &b) != 0) {
       usage_error(u, "slice: bad hex in --start");
@@ -617,28 +622,23 @@ static int cmd_delete(int argc, char **argv) {
   cellar_delete_t d;
   memset(&d, 0, sizeof d);
   d.consistency = g_cl;
-  bytes pk, ck = {NULL, 0};
-  if (split_table(&s, pos[0], &d.keyspace, &d.table) != 0) {
-    usage_error(u, "delete: expected KS.TABLE, got '%s'", pos[0]);
-    goto out;
-  }
-  if (arg_bytes(&s, pos[1], strlen(pos[1]), &pk) != 0 ||
-      (np > 2 && arg_bytes(&s, pos[2], strlen(pos[2]), &ck) != 0)) {
-    usage_error(u, "delete: bad hex in a key");
-    goto out;
-  }
+  target t;
   cellar_cell_t *cols;
   size_t ncols;
-  if (columns_from(&s, pos, 3, np, &cols, &ncols, u, "delete")) goto out;
+  if (parse_target(&s, pos, np, 1, u, "delete", &t) < 0 ||
+      columns_from(&s, pos, 3, np, &cols, &ncols, u, "delete"))
+    goto out;
+  d.keyspace = t.ks;
+  d.table = t.table;
   if (flags[0].seen && parse_i64(flags[0].value, &d.timestamp) != 0) {
     usage_error(u, "delete: bad --timestamp '%s'", flags[0].value);
     goto out;
   }
-  d.partition = pk.p;
-  d.partition_len = pk.n;
+  d.partition = t.pk.p;
+  d.partition_len = t.pk.n;
   d.scope = np == 2 ? CELLAR_DELETE_PARTITION : ncols ? CELLAR_DELETE_CELLS : CELLAR_DELETE_ROW;
-  d.clustering = ck.p;
-  d.clustering_len = ck.n;
+  d.clustering = t.ck.p;
+  d.clustering_len = t.ck.n;
   d.columns = cols;
   d.ncolumns = ncols;
   rc = EXIT_ERR;
