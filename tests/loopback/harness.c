@@ -6,6 +6,10 @@
 ** handler for the fatal signals) kills what is still running, so a test
 ** that fails half-way leaves no cellard behind. Children also get
 ** PR_SET_PDEATHSIG, for the case where the test program itself is killed.
+**
+** The cluster helpers (last section) talk to the nodes through libcellar
+** and poll: every wait has a deadline and says on stderr what it waited
+** for when it runs out.
 */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -13,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,4 +324,227 @@ int harness_run(const char *const *argv, char **out) {
   }
   if (timed_out || !WIFEXITED(st)) return -1;
   return WEXITSTATUS(st);
+}
+
+/* ========================================================= cluster helpers */
+
+long harness_log_size(const node_proc *n) {
+  struct stat st;
+  return stat(n->log_path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Does the log, past offset from, have a line matching rx? */
+static int log_has(const node_proc *n, long from, const regex_t *rx) {
+  FILE *f = fopen(n->log_path, "r");
+  if (f == NULL) return 0;
+  int found = 0;
+  if (fseek(f, from, SEEK_SET) == 0) {
+    char line[4096];
+    while (!found && fgets(line, sizeof line, f)) found = regexec(rx, line, 0, NULL, 0) == 0;
+  }
+  fclose(f);
+  return found;
+}
+
+int harness_wait_log(const node_proc *n, long from, const char *re, int seconds) {
+  regex_t rx;
+  if (regcomp(&rx, re, REG_EXTENDED | REG_NOSUB) != 0) {
+    fprintf(stderr, "harness: bad regex '%s'\n", re);
+    return -1;
+  }
+  long long deadline = mono_ms() + (long long)seconds * 1000;
+  int rc = -1;
+  for (;;) {
+    if (log_has(n, from, &rx)) {
+      rc = 0;
+      break;
+    }
+    if (mono_ms() > deadline) break;
+    sleep_ms(50);
+  }
+  regfree(&rx);
+  return rc;
+}
+
+void harness_seeds(const node_proc *nodes, int count, char *buf, size_t len) {
+  size_t off = 0;
+  if (len) buf[0] = '\0';
+  for (int i = 0; i < count && off < len; i++) {
+    int w = snprintf(buf + off, len - off, "%s%s", i ? "," : "", nodes[i].peer_addr);
+    if (w < 0) break;
+    off += (size_t)w;
+  }
+}
+
+int harness_member_start(node_proc *n, const harness_member *m) {
+  char gossip[16], rto[16], wto[16];
+  const char *argv[64];
+  int argc = 0;
+  snprintf(gossip, sizeof gossip, "%d", m->gossip_interval_ms > 0 ? m->gossip_interval_ms : 200);
+  argv[argc++] = "--gossip-interval";
+  argv[argc++] = gossip;
+  if (m->seeds && *m->seeds) {
+    argv[argc++] = "--seeds";
+    argv[argc++] = m->seeds;
+  }
+  if (m->dc) {
+    argv[argc++] = "--dc";
+    argv[argc++] = m->dc;
+  }
+  if (m->rack) {
+    argv[argc++] = "--rack";
+    argv[argc++] = m->rack;
+  }
+  if (m->read_timeout_ms > 0) {
+    snprintf(rto, sizeof rto, "%d", m->read_timeout_ms);
+    argv[argc++] = "--read-request-timeout";
+    argv[argc++] = rto;
+  }
+  if (m->write_timeout_ms > 0) {
+    snprintf(wto, sizeof wto, "%d", m->write_timeout_ms);
+    argv[argc++] = "--write-request-timeout";
+    argv[argc++] = wto;
+  }
+  for (int i = 0; m->extra && m->extra[i] && argc < 55; i++) argv[argc++] = m->extra[i];
+  argv[argc] = NULL;
+  /* a restarted node appends to its log: only this run's lines count */
+  long from = harness_log_size(n);
+  int secs = m->ready_seconds > 0 ? m->ready_seconds : 30;
+  if (harness_node_start(n, argv, secs * 1000) != 0) return -1;
+  if (harness_wait_log(n, from, "cluster: (normal|first node|restarting)", secs) != 0) {
+    fprintf(stderr, "harness: %s not in the ring after %d s (see %s)\n", n->addr, secs,
+            n->log_path);
+    return -1;
+  }
+  return 0;
+}
+
+cellar_client_t *harness_connect(const node_proc *n, cellar_routing_t routing, int timeout_ms) {
+  cellar_options_t o;
+  cellar_options_init(&o);
+  o.hosts = n->addr;
+  o.request_timeout_ms = timeout_ms > 0 ? timeout_ms : 8000;
+  o.routing = routing;
+  cellar_client_t *c = NULL;
+  if (cellar_connect(&o, &c) != 0) return NULL;
+  return c;
+}
+
+int harness_view(const node_proc *from, const node_proc *who) {
+  cellar_client_t *c = harness_connect(from, CELLAR_ROUTE_NONE, 5000);
+  if (c == NULL) return -1;
+  cellar_result_t *r = NULL;
+  int seen = -1;
+  if (cellar_admin(c, "status", NULL, &r) == 0)
+    for (size_t k = 0; k < cellar_result_member_count(r); k++) {
+      cellar_member_t m;
+      cellar_result_member(r, k, &m);
+      if (!strcmp(m.address, who->addr)) seen = m.up && !strcmp(m.status, "normal");
+    }
+  cellar_result_free(r);
+  cellar_close(c);
+  return seen;
+}
+
+int harness_wait_view(const node_proc *from, const node_proc *who, int up, int seconds) {
+  long long deadline = mono_ms() + (long long)seconds * 1000;
+  for (;;) {
+    if (harness_view(from, who) == up) return 0;
+    if (mono_ms() > deadline) return -1;
+    sleep_ms(100);
+  }
+}
+
+int harness_wait_all_up(const node_proc *nodes, int count, int seconds) {
+  long long deadline = mono_ms() + (long long)seconds * 1000;
+  for (int i = 0; i < count; i++)
+    for (int j = 0; j < count; j++)
+      while (harness_view(&nodes[i], &nodes[j]) != 1) {
+        if (mono_ms() > deadline) {
+          fprintf(stderr, "harness: %s does not see %s up after %d s\n", nodes[i].addr,
+                  nodes[j].addr, seconds);
+          return -1;
+        }
+        sleep_ms(100);
+      }
+  return 0;
+}
+
+/* Does node n describe every table of ks named in tables? */
+static int has_tables(const node_proc *n, const char *ks, const char *const *tables) {
+  cellar_client_t *c = harness_connect(n, CELLAR_ROUTE_NONE, 5000);
+  if (c == NULL) return 0;
+  cellar_result_t *d = NULL;
+  int ok = cellar_describe(c, ks, &d) == 0;
+  for (int t = 0; ok && tables && tables[t]; t++) {
+    int found = 0;
+    for (size_t i = 0; i < cellar_result_table_count(d) && !found; i++)
+      found = !strcmp(cellar_result_table_name(d, i), tables[t]);
+    ok = found;
+  }
+  cellar_result_free(d);
+  cellar_close(c);
+  return ok;
+}
+
+int harness_create_keyspace(const node_proc *nodes, int count, const char *ks,
+                            const char *replication, const char *const *tables, int seconds) {
+  cellar_client_t *c = harness_connect(&nodes[0], CELLAR_ROUTE_NONE, 10000);
+  if (c == NULL) return CELLAR_ECONNECT;
+  cellar_result_t *r = NULL;
+  int rc = cellar_create_keyspace(c, ks, replication, 0, &r);
+  if (rc) fprintf(stderr, "harness: create keyspace %s: %s\n", ks, cellar_result_message(r));
+  cellar_result_free(r);
+  for (int t = 0; rc == 0 && tables && tables[t]; t++) {
+    r = NULL;
+    rc = cellar_create_table(c, ks, tables[t], NULL, 0, &r);
+    if (rc) fprintf(stderr, "harness: create table %s.%s: %s\n", ks, tables[t],
+                    cellar_result_message(r));
+    cellar_result_free(r);
+  }
+  cellar_close(c);
+  if (rc) return rc;
+  long long deadline = mono_ms() + (long long)seconds * 1000;
+  for (int i = 0; i < count; i++)
+    while (!has_tables(&nodes[i], ks, tables)) {
+      if (mono_ms() > deadline) {
+        fprintf(stderr, "harness: %s lacks the schema of %s after %d s\n", nodes[i].addr, ks,
+                seconds);
+        return -1;
+      }
+      sleep_ms(100);
+    }
+  return 0;
+}
+
+int harness_put(cellar_client_t *c, const char *ks, const char *table, const char *key,
+                const char *value, cellar_consistency_t cl, char *msg, size_t msglen) {
+  cellar_cell_t cell = {"v", 1, value, strlen(value)};
+  cellar_row_t row = {NULL, 0, &cell, 1};
+  cellar_put_t p = {.keyspace = ks, .table = table, .partition = key,
+                    .partition_len = strlen(key), .rows = &row, .nrows = 1, .consistency = cl};
+  cellar_result_t *r = NULL;
+  int rc = cellar_put(c, &p, &r);
+  if (msg && msglen) snprintf(msg, msglen, "%s", cellar_result_message(r));
+  cellar_result_free(r);
+  return rc;
+}
+
+int harness_get(cellar_client_t *c, const char *ks, const char *table, const char *key,
+                cellar_consistency_t cl, char *out, size_t outlen, char *msg, size_t msglen) {
+  cellar_get_t g = {.keyspace = ks, .table = table, .partition = key,
+                    .partition_len = strlen(key), .consistency = cl};
+  cellar_result_t *r = NULL;
+  int rc = cellar_get(c, &g, &r);
+  if (msg && msglen) snprintf(msg, msglen, "%s", cellar_result_message(r));
+  if (rc == 0) {
+    rc = cellar_result_row_count(r) > 0;
+    if (rc && out && outlen) {
+      size_t n = 0;
+      const void *v = cellar_result_cell_value(r, 0, 0, &n);
+      snprintf(out, outlen, "%.*s", (int)n, v ? (const char *)v : "");
+    }
+  }
+  cellar_result_free(r);
+  return rc;
 }

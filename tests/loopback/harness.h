@@ -2,11 +2,16 @@
 ** harness: start and stop real cellard processes on loopback for the
 ** multi-process tests. The cellard binary comes from $CELLARD (set by
 ** ctest), the tools from $CELLAR_CLI, $CELLAR_ADMIN, $CELLAR_BENCH.
+** The cluster helpers at the end (start a member, wait for the failure
+** detectors' view, create a keyspace everywhere, put/get one value) are
+** what the multi-node tests share.
 */
 #ifndef CELLAR_HARNESS_H
 #define CELLAR_HARNESS_H
 
+#include <stddef.h>
 #include <sys/types.h>
+#include "cellar/cellar.h"
 
 typedef struct node_proc {
   pid_t pid;                   /* 0 when not running */
@@ -37,5 +42,77 @@ int harness_node_signal(node_proc *n, int sig);
 ** malloc'd string (*out, caller frees; may be NULL), returns exit status
 ** (0..255) or -1. */
 int harness_run(const char *const *argv, char **out);
+
+/* ------------------------------------------------------------------
+** Cluster helpers (additions). They use libcellar; every address is the
+** node's client address (node_proc.addr).
+*/
+/* Waits until node n's log, past byte offset from (0: the whole log), has
+** a line matching the extended regex re. 0, or -1 after seconds. */
+int harness_wait_log(const node_proc *n, long from, const char *re, int seconds);
+
+/* Current size of node n's log (0 when absent): an offset for
+** harness_wait_log that skips what earlier runs of the node wrote. */
+long harness_log_size(const node_proc *n);
+
+/* Joins the peer addresses of nodes[0..count) with commas into buf. */
+void harness_seeds(const node_proc *nodes, int count, char *buf, size_t len);
+
+/* How a cluster member is started (harness_member_start). Zeros and NULLs
+** leave cellard's own default, except gossip_interval_ms (0: 200, the
+** short interval the loopback tests use). */
+typedef struct harness_member {
+  const char *seeds;           /* --seeds; borrowed */
+  const char *dc, *rack;       /* --dc, --rack; borrowed */
+  int gossip_interval_ms;
+  int read_timeout_ms;         /* --read-request-timeout */
+  int write_timeout_ms;        /* --write-request-timeout */
+  const char *const *extra;    /* more flags, NULL-terminated; borrowed */
+  int ready_seconds;           /* 0: 30 */
+} harness_member;
+
+/* Starts node n with m's settings and waits until its log says it is
+** part of the ring in this run ("cluster: normal", "first node" or
+** "restarting"). 0, or -1 (the log tells why). */
+int harness_member_start(node_proc *n, const harness_member *m);
+
+/* A client of node n alone when routing is CELLAR_ROUTE_NONE, else one
+** that routes from the ring it learns from n. timeout_ms: the request
+** timeout (0: 8000). NULL when the connection fails. Caller frees with
+** cellar_close(). */
+cellar_client_t *harness_connect(const node_proc *n, cellar_routing_t routing,
+                                 int timeout_ms);
+
+/* How node `from` sees node `who`: 1 up and normal, 0 down or not normal,
+** -1 absent from its status or no answer. */
+int harness_view(const node_proc *from, const node_proc *who);
+
+/* Waits until harness_view(from, who) is `up` (1 or 0). 0, or -1 after
+** seconds. */
+int harness_wait_view(const node_proc *from, const node_proc *who, int up, int seconds);
+
+/* Waits until every node of nodes[0..count) sees every one up and normal.
+** 0, or -1 after seconds (in all). */
+int harness_wait_all_up(const node_proc *nodes, int count, int seconds);
+
+/* Creates keyspace ks (replication as cellar_create_keyspace takes it) and
+** the tables named in tables (NULL-terminated, default options) through
+** nodes[0], then waits until every node of nodes[0..count) describes all
+** of them. 0, or a negative code / -1 after seconds (stderr says which). */
+int harness_create_keyspace(const node_proc *nodes, int count, const char *ks,
+                            const char *replication, const char *const *tables,
+                            int seconds);
+
+/* Writes value into column "v" of row (partition key, no clustering key)
+** of ks.table at level cl. Returns cellar_put's code; msg (msglen bytes,
+** may be NULL) gets the result's message. */
+int harness_put(cellar_client_t *c, const char *ks, const char *table, const char *key,
+                const char *value, cellar_consistency_t cl, char *msg, size_t msglen);
+
+/* Reads row key of ks.table at level cl: 1 and the first cell's value in
+** out (outlen bytes, may be NULL) when found, 0 when absent, else the
+** negative code with the message in msg (may be NULL). */
+int harness_get(cellar_client_t *c, const char *ks, const char *table, const char *key,
+                cellar_consistency_t cl, char *out, size_t outlen, char *msg, size_t msglen);
 
 #endif
