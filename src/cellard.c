@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "log.h"
 #include "proxy.h"
+#include "repair.h"
 #include "stream.h"
 #include "schema.h"
 #include "server.h"
@@ -30,6 +31,7 @@ typedef struct node {
   cluster *cl;
   proxy *px;
   stream *st;
+  repair *rp;
   uv_async_t stop_async;       /* woken by the signal handler */
   int stopping;
   int exit_code;
@@ -108,6 +110,9 @@ static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *paylo
   if (h->type == FRAME_STREAM_PULL || h->type == FRAME_STREAM_CHUNK ||
       h->type == FRAME_STREAM_ORDER)
     stream_on_frame(n->st, h, payload);
+  else if ((h->type >= FRAME_MERKLE_REQUEST && h->type <= FRAME_REPAIR_ROWS_REPLY) ||
+           h->type == FRAME_STREAM_ORDER_DONE)
+    repair_on_frame(n->rp, h, payload);
   else
     proxy_on_frame(n->px, h, payload);
 }
@@ -132,6 +137,7 @@ static void cluster_stopped(void *arg) {
 static void drained(void *arg) {
   node *n = arg;
   if (n->st) stream_stop(n->st);
+  if (n->rp) repair_stop(n->rp);
   if (n->cl) cluster_stop(n->cl, cluster_stopped, n);
   else cluster_stopped(n);
 }
@@ -262,10 +268,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   n.px = px;
-  if (stream_new(n.loop, &eng, n.cl, &n.st) != 0) {
+  if (stream_new(n.loop, &eng, n.cl, &n.st) != 0 ||
+      repair_new(n.loop, &cfg, &eng, n.cl, &n.rp) != 0 || repair_start_timer(n.rp) != 0) {
     fprintf(stderr, "cellard: out of memory\n");
     return 1;
   }
+  eng.rp = n.rp;
   cluster_set_handler(n.cl, on_peer_frame, &n);
   cluster_set_fail_handler(n.cl, proxy_on_peer_failed, px);
   cluster_set_bootstrap(n.cl, bootstrap, &n);
@@ -302,6 +310,7 @@ int main(int argc, char **argv) {
   server_free(n.srv);
   proxy_free(px);
   stream_free(n.st);
+  repair_free(n.rp);
   cluster_free(n.cl);
   schema_free(sc);
   storage_close(st);

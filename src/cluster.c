@@ -448,6 +448,8 @@ static void on_peer_frame(void *arg, const frame_header *h, const uint8_t *paylo
     schema_job_start(c, 1, NULL, payload, h->length);
   } else if (h->type == FRAME_STREAM_ORDER_DONE) {
     on_order_done(c, payload, h->length);
+    /* repair's orders too (ids never collide: repair's have the top bit) */
+    if (c->other_fn) c->other_fn(c->other_arg, h, payload);
   } else if (c->other_fn) {
     c->other_fn(c->other_arg, h, payload);
   } else {
@@ -1577,8 +1579,9 @@ int cluster_send(cluster *c, const char *addr, unsigned type, uint32_t id,
                  const uint8_t *p, size_t n) {
   if (c->pr == NULL || c->state == CL_STOPPED) return CELLAR_ESHUTDOWN;
   /* streaming to this node itself (removenode run on a node that gains or
-  ** serves ranges): delivered here, without a connection */
-  if (type >= FRAME_STREAM_PULL && type <= FRAME_STREAM_ORDER_DONE &&
+  ** serves ranges; a repair that compares this node's replica): delivered
+  ** here, without a connection */
+  if (type >= FRAME_STREAM_PULL && type <= FRAME_REPAIR_ROWS_REPLY &&
       !strcmp(addr, c->peer_addr)) {
     frame_header h = {.magic = FRAME_MAGIC, .version = FRAME_VERSION, .type = (uint8_t)type,
                       .request_id = id, .length = (uint32_t)n};
@@ -1639,6 +1642,41 @@ size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
   for (size_t i = 0; i < np; i++) out[k++] = pend[i];
   if (npending) *npending = np;
   return k;
+}
+
+int cluster_token_ranges(cluster *c, cluster_token_range **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  pthread_mutex_lock(&c->mu);
+  do_rebuild_ring(c);
+  const ring *rg = &c->ring;
+  size_t nt = rg->ntokens;
+  cluster_token_range *r = nt ? calloc(nt + 1, sizeof *r) : NULL;
+  if (nt && r == NULL) {
+    pthread_mutex_unlock(&c->mu);
+    return CELLAR_ENOMEM;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < nt; i++) {
+    int mine = !strcmp(rg->members[rg->tokens[i].member].host_id, c->host_id);
+    int64_t hi = rg->tokens[i].token;
+    if (i == 0) {
+      /* the wrapping range (last token, first token]: its part above the
+      ** last token, then the part from the bottom of the ring (INT64_MIN
+      ** is no token: token.h maps it to INT64_MAX) */
+      int64_t last = rg->tokens[nt - 1].token;
+      int owner_first = mine;
+      if (last < INT64_MAX)
+        r[k++] = (cluster_token_range){last + 1, INT64_MAX, owner_first};
+      if (hi > INT64_MIN) r[k++] = (cluster_token_range){INT64_MIN + 1, hi, owner_first};
+    } else {
+      r[k++] = (cluster_token_range){rg->tokens[i - 1].token + 1, hi, mine};
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  *out = r;
+  *n = k;
+  return 0;
 }
 
 int cluster_peer_failing(cluster *c, const char *addr) {

@@ -109,6 +109,19 @@ typedef struct cluster_replica {
 size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,
                         cluster_replica *out, size_t max, size_t *npending);
 
+/* A range of the token ring for repair: tokens lo..hi (inclusive, lo >
+** INT64_MIN), every token of it owned by the same replicas; primary_self
+** when this node owns hi (the range is then its primary range). */
+typedef struct cluster_token_range {
+  int64_t lo, hi;
+  int primary_self;
+} cluster_token_range;
+
+/* The ring cut into cluster_token_ranges, in token order (the range that
+** wraps around the ring comes as two). *out: malloc'd, caller frees;
+** *n = 0 when the ring is empty. 0 or CELLAR_ENOMEM. Any thread. */
+int cluster_token_ranges(cluster *c, cluster_token_range **out, size_t *n);
+
 /* Borrowed, valid for the life of the cluster. */
 const char *cluster_local_dc(const cluster *c);
 const char *cluster_host_id(const cluster *c);

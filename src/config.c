@@ -33,6 +33,8 @@ void config_defaults(config *c) {
   c->gossip_interval_ms = 1000;
   c->read_timeout_ms = 5000;
   c->write_timeout_ms = 2000;
+  c->repair_bytes_per_s = 16u << 20;
+  c->repair_parallel = 1;
 }
 
 void config_finish(config *c) {
@@ -169,6 +171,12 @@ int config_set(config *c, const char *key_in, const char *value, char *err,
   } else if (!strcmp(key, "workers")) {
     if (parse_int(value, 1, 128, &n)) return bad(err, errlen, key, value, "expected 1..128");
     c->workers = (int)n;
+  } else if (!strcmp(key, "repair_stream_throughput")) {
+    if ((rc = size_in(key, value, 64u << 10, 4ull << 30, &sz, err, errlen))) return rc;
+    c->repair_bytes_per_s = sz;
+  } else if (!strcmp(key, "repair_parallel_ranges")) {
+    if (parse_int(value, 1, 64, &n)) return bad(err, errlen, key, value, "expected 1..64");
+    c->repair_parallel = (int)n;
   } else if (!strcmp(key, "max_slice_rows")) {
     if (parse_int(value, 1, 100000, &n)) return bad(err, errlen, key, value, "expected 1..100000");
     c->max_slice_rows = (uint32_t)n;
@@ -331,5 +339,7 @@ const char *config_usage(void) {
     "  phi_convict_threshold X          failure detector threshold (8)\n"
     "  gossip_interval MS               (1000)\n"
     "  read_request_timeout MS          replicas' answers to a read (5000)\n"
-    "  write_request_timeout MS         replicas' acks to a write (2000)\n";
+    "  write_request_timeout MS         replicas' acks to a write (2000)\n"
+    "  repair_stream_throughput SIZE    repair streaming per second (16MiB)\n"
+    "  repair_parallel_ranges N         ranges a repair compares at once (1)\n";
 }

@@ -37,6 +37,8 @@ typedef struct config {
   int gossip_interval_ms;      /* gossip_interval = 1000 (ms) */
   int read_timeout_ms;         /* read_request_timeout = 5000 (ms) */
   int write_timeout_ms;        /* write_request_timeout = 2000 (ms) */
+  uint64_t repair_bytes_per_s; /* repair_stream_throughput = 16MiB (per second) */
+  int repair_parallel;         /* repair_parallel_ranges = 1 */
 } config;
 
 void config_defaults(config *c);

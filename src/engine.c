@@ -21,6 +21,7 @@
 #include "frame.h"
 #include "log.h"
 #include "metrics.h"
+#include "repair.h"
 
 #define CURSOR_VERSION 1
 
@@ -229,6 +230,12 @@ static int do_admin(engine *e, const request *q, result *res) {
     if (!strcmp(cmd, "operation")) return cluster_op_status(e->cl, res);
     if (!strcmp(cmd, "decommission")) return cluster_decommission(e->cl, res);
     return cluster_removenode(e->cl, q->argument ? q->argument : "", res);
+  } else if (!strcmp(cmd, "repair") || !strcmp(cmd, "repair_status")) {
+    /* anti-entropy repair coordinated by this node (repair.h) */
+    if (e->rp == NULL)
+      return result_error(res, CELLAR_EINVAL, "this node runs without a cluster");
+    if (!strcmp(cmd, "repair_status")) return repair_status(e->rp, res);
+    return repair_start(e->rp, q->argument ? q->argument : "", res);
   } else if (!strcmp(cmd, "metrics")) {
     return metrics_report(res);
   } else if (!strcmp(cmd, "flush")) {
@@ -253,7 +260,8 @@ static int do_admin(engine *e, const request *q, result *res) {
   } else {
     return result_error(res, CELLAR_EINVAL,
                         "unknown admin command '%s' (info, status, ring, getendpoints, "
-                        "decommission, removenode, operation, metrics, flush, compact, snapshot)", cmd);
+                        "decommission, removenode, operation, repair, repair_status, metrics, flush, "
+                        "compact, snapshot)", cmd);
   }
   return rc ? storage_failed(res, rc, cmd) : 0;
 }

@@ -12,6 +12,7 @@
 #include "storage.h"
 
 typedef struct cluster cluster;
+typedef struct repair repair;
 
 typedef struct engine {
   storage *st;                 /* borrowed */
@@ -20,6 +21,7 @@ typedef struct engine {
   const char *data_dir;        /* borrowed, snapshots go under it */
   uint32_t max_slice_rows;     /* cap on a slice page, default 1000 */
   cluster *cl;                 /* borrowed; NULL without a cluster (tests) */
+  repair *rp;                  /* borrowed; NULL without a cluster (tests) */
 } engine;
 
 /* Executes req; the outcome (rows or error) is in res, its code returned. */

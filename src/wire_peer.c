@@ -581,3 +581,126 @@ void wire_order_done_free(wire_order_done *w) {
   if (w->pb) cellar__wire__stream_order_done__free_unpacked(w->pb, NULL);
   memset(w, 0, sizeof *w);
 }
+
+/* ------------------------------------------------- anti-entropy repair */
+
+uint8_t *wire_repair_req_encode(const wire_repair_req *w, size_t *len) {
+  Cellar__Wire__RepairRequest m = CELLAR__WIRE__REPAIR_REQUEST__INIT;
+  Cellar__Wire__RepairRange *arr = calloc(w->n ? w->n : 1, sizeof *arr);
+  Cellar__Wire__RepairRange **ptrs = calloc(w->n ? w->n : 1, sizeof *ptrs);
+  uint8_t *out = NULL;
+  if (arr == NULL || ptrs == NULL) goto done;
+  for (size_t i = 0; i < w->n; i++) {
+    Cellar__Wire__RepairRange r = CELLAR__WIRE__REPAIR_RANGE__INIT;
+    r.lo = w->r[i][0];
+    r.hi = w->r[i][1];
+    arr[i] = r;
+    ptrs[i] = &arr[i];
+  }
+  m.id = w->id;
+  m.from = (char *)(w->from ? w->from : "");
+  m.cluster = (char *)(w->cluster ? w->cluster : "");
+  m.table_id = w->table_id;
+  m.n_ranges = w->n;
+  m.ranges = ptrs;
+  PACK_INTO(repair_request, &m, len);
+done:
+  free(arr);
+  free(ptrs);
+  return out;
+}
+
+int wire_repair_req_decode(const uint8_t *p, size_t n, wire_repair_req *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__RepairRequest *m = cellar__wire__repair_request__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  out->id = m->id;
+  out->from = m->from;
+  out->cluster = m->cluster;
+  out->table_id = m->table_id;
+  out->n = m->n_ranges;
+  out->r = calloc(m->n_ranges ? m->n_ranges : 1, sizeof *out->r);
+  if (out->r == NULL) {
+    wire_repair_req_free(out);
+    return CELLAR_ENOMEM;
+  }
+  for (size_t i = 0; i < m->n_ranges; i++) {
+    const Cellar__Wire__RepairRange *r = m->ranges[i];
+    if (r->lo > r->hi || r->lo == INT64_MIN) {
+      wire_repair_req_free(out);
+      return CELLAR_EPROTO;
+    }
+    out->r[i][0] = r->lo;
+    out->r[i][1] = r->hi;
+  }
+  return 0;
+}
+
+void wire_repair_req_free(wire_repair_req *w) {
+  free(w->r);
+  if (w->pb) cellar__wire__repair_request__free_unpacked(w->pb, NULL);
+  memset(w, 0, sizeof *w);
+}
+
+uint8_t *wire_repair_reply_encode(const wire_repair_reply *w, size_t *len) {
+  Cellar__Wire__RepairReply m = CELLAR__WIRE__REPAIR_REPLY__INIT;
+  Cellar__Wire__PartitionDigest *arr = calloc(w->n ? w->n : 1, sizeof *arr);
+  Cellar__Wire__PartitionDigest **ptrs = calloc(w->n ? w->n : 1, sizeof *ptrs);
+  uint8_t *out = NULL;
+  if (arr == NULL || ptrs == NULL) goto done;
+  for (size_t i = 0; i < w->n; i++) {
+    Cellar__Wire__PartitionDigest d = CELLAR__WIRE__PARTITION_DIGEST__INIT;
+    d.token = w->parts[i].token;
+    d.key.data = (uint8_t *)w->parts[i].key.p;
+    d.key.len = w->parts[i].key.n;
+    d.digest = w->parts[i].digest;
+    d.bytes = w->parts[i].bytes;
+    d.rows = w->parts[i].rows;
+    arr[i] = d;
+    ptrs[i] = &arr[i];
+  }
+  m.id = w->id;
+  m.host_id = (char *)(w->host_id ? w->host_id : "");
+  m.code = w->code;
+  m.message = (char *)(w->message ? w->message : "");
+  m.tree.data = (uint8_t *)w->tree.p;
+  m.tree.len = w->tree.n;
+  m.n_partitions = w->n;
+  m.partitions = ptrs;
+  PACK_INTO(repair_reply, &m, len);
+done:
+  free(arr);
+  free(ptrs);
+  return out;
+}
+
+int wire_repair_reply_decode(const uint8_t *p, size_t n, wire_repair_reply *out) {
+  memset(out, 0, sizeof *out);
+  Cellar__Wire__RepairReply *m = cellar__wire__repair_reply__unpack(NULL, n, p);
+  if (m == NULL) return CELLAR_EPROTO;
+  out->pb = m;
+  out->id = m->id;
+  out->host_id = m->host_id;
+  out->code = m->code;
+  out->message = m->message;
+  out->tree = CBYTES(m->tree.data, m->tree.len);
+  out->n = m->n_partitions;
+  out->parts = calloc(m->n_partitions ? m->n_partitions : 1, sizeof *out->parts);
+  if (out->parts == NULL) {
+    wire_repair_reply_free(out);
+    return CELLAR_ENOMEM;
+  }
+  for (size_t i = 0; i < m->n_partitions; i++) {
+    const Cellar__Wire__PartitionDigest *d = m->partitions[i];
+    out->parts[i] = (wire_part_digest){d->token, CBYTES(d->key.data, d->key.len), d->digest,
+                                       d->bytes, d->rows};
+  }
+  return 0;
+}
+
+void wire_repair_reply_free(wire_repair_reply *w) {
+  free(w->parts);
+  if (w->pb) cellar__wire__repair_reply__free_unpacked(w->pb, NULL);
+  memset(w, 0, sizeof *w);
+}

@@ -179,4 +179,41 @@ uint8_t *wire_order_done_encode(const wire_order_done *w, size_t *len);  /* pb i
 int wire_order_done_decode(const uint8_t *p, size_t n, wire_order_done *out);
 void wire_order_done_free(wire_order_done *w);
 
+/* MERKLE_REQUEST / REPAIR_ROWS, MERKLE_REPLY / REPAIR_ROWS_REPLY
+** (anti-entropy repair, docs/repair.md). */
+typedef struct wire_repair_req {
+  uint64_t id;
+  const char *from, *cluster;
+  uint64_t table_id;
+  size_t n;
+  int64_t (*r)[2];             /* malloc'd array of {lo, hi} */
+  void *pb;
+} wire_repair_req;
+
+uint8_t *wire_repair_req_encode(const wire_repair_req *w, size_t *len);  /* pb ignored */
+/* 0 or CELLAR_EPROTO (malformed, a range with lo > hi or lo = INT64_MIN). */
+int wire_repair_req_decode(const uint8_t *p, size_t n, wire_repair_req *out);
+void wire_repair_req_free(wire_repair_req *w);
+
+typedef struct wire_part_digest {
+  int64_t token;
+  cbytes key;                  /* points into pb (decoded) */
+  uint64_t digest, bytes, rows;
+} wire_part_digest;
+
+typedef struct wire_repair_reply {
+  uint64_t id;
+  const char *host_id;
+  int code;
+  const char *message;
+  cbytes tree;
+  size_t n;
+  wire_part_digest *parts;     /* malloc'd array (decoded) */
+  void *pb;
+} wire_repair_reply;
+
+uint8_t *wire_repair_reply_encode(const wire_repair_reply *w, size_t *len);  /* pb ignored */
+int wire_repair_reply_decode(const uint8_t *p, size_t n, wire_repair_reply *out);
+void wire_repair_reply_free(wire_repair_reply *w);
+
 #endif

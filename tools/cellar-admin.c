@@ -11,6 +11,8 @@
 ** message on stderr names what), 2 usage error.
 **   cellar-admin [-h HOST:PORT] status [KS] | ring | getendpoints KS TABLE KEY
 **   cellar-admin [-h HOST:PORT] decommission | removenode HOSTID
+**   cellar-admin [-h HOST:PORT] repair [KS [TABLE]] [--range LO:HI] [--dc DC]
+**                [--primary]
 */
 #include <errno.h>
 #include <getopt.h>
@@ -48,6 +50,11 @@ static void usage(FILE *f) {
     "                      the node leaves the cluster and exits\n"
     "  removenode HOSTID   remove a dead member: its ranges are copied from\n"
     "                      surviving replicas to their new owners\n"
+    "  repair [KS [TABLE]] [--range LO:HI] [--dc DC] [--primary]\n"
+    "                      anti-entropy repair coordinated by this node: compare\n"
+    "                      replicas with Merkle trees, stream the differences\n"
+    "                      (tokens LO..HI only; replicas in DC only; only the\n"
+    "                      ranges this node owns as primary)\n"
     "options:\n"
     "  -h, --host HOST:PORT  node to talk to (default " DEFAULT_HOST ")\n"
     "  --timeout MS          request timeout (default 60000)\n"
@@ -350,6 +357,68 @@ static int cmd_lifecycle(cellar_client_t *c, const char *host, const char *comma
   return ok ? 0 : 1;
 }
 
+/* -------------------------------------------------------------- repair */
+
+/* Starts a repair, polls "repair_status" every 500 ms printing progress
+** (text mode) until it is done or failed, then prints the summary. */
+static int cmd_repair(cellar_client_t *c, const char *host, const char *args, int json) {
+  cellar_result_t *res = NULL;
+  int rc = cellar_admin(c, "repair", args, &res);
+  if (rc != 0) {
+    int st = failed("repair", host, rc, res);
+    if (json) json_failure(host, "repair", rc, res ? cellar_result_message(res) : "");
+    cellar_result_free(res);
+    return st;
+  }
+  if (!json) {
+    printf("repair: %s, %s ranges\n", info_get(res, "scope"), info_get(res, "ranges"));
+    fflush(stdout);
+  }
+  char last[64] = "";
+  for (;;) {
+    cellar_result_free(res);
+    res = NULL;
+    rc = cellar_admin(c, "repair_status", NULL, &res);
+    if (rc != 0) {
+      int st = failed("repair", host, rc, res);
+      if (json) json_failure(host, "repair", rc, "lost track of the repair");
+      cellar_result_free(res);
+      return st;
+    }
+    const char *state = info_get(res, "repair");
+    if (!strcmp(state, "none")) {
+      fprintf(stderr, "cellar-admin: repair on %s: the node forgot the repair (restarted?)\n",
+              host);
+      cellar_result_free(res);
+      return 1;
+    }
+    if (!json && strcmp(info_get(res, "ranges_done"), last)) {
+      printf("repair: %s of %s ranges, %s mismatches, %s rows streamed\n",
+             info_get(res, "ranges_done"), info_get(res, "ranges"), info_get(res, "mismatches"),
+             info_get(res, "rows_streamed"));
+      fflush(stdout);
+      snprintf(last, sizeof last, "%s", info_get(res, "ranges_done"));
+    }
+    if (strcmp(state, "running")) break;
+    usleep(500000);
+  }
+  int ok = !strcmp(info_get(res, "repair"), "done");
+  if (json) {
+    print_info(res, json, "repair", host);
+  } else {
+    printf("repair: %s: %s ranges compared, %s failed, %s mismatching leaves, %s partitions "
+           "differing, %s rows and %s bytes streamed (%s entries applied) in %.1f s\n",
+           ok ? "done" : "FAILED", info_get(res, "ranges_compared"),
+           info_get(res, "ranges_failed"), info_get(res, "mismatches"),
+           info_get(res, "partitions_differing"), info_get(res, "rows_streamed"),
+           info_get(res, "bytes_streamed"), info_get(res, "entries_applied"),
+           strtod(info_get(res, "elapsed_ms"), NULL) / 1000.0);
+    if (!ok) fprintf(stderr, "cellar-admin: repair on %s: %s\n", host, info_get(res, "error"));
+  }
+  cellar_result_free(res);
+  return ok ? 0 : 1;
+}
+
 /* ------------------------------------------------------- cluster views */
 
 static void human_bytes(uint64_t b, char *out, size_t n) {
@@ -576,17 +645,21 @@ static int cmd_describe(cellar_client_t *c, const char *host, const char *ks,
 /* --------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
-  enum { O_JSON = 256, O_HEX, O_TIMEOUT, O_HELP };
+  enum { O_JSON = 256, O_HEX, O_TIMEOUT, O_HELP, O_RANGE, O_DC, O_PRIMARY };
   static const struct option longopts[] = {
     {"host", required_argument, NULL, 'h'},
     {"json", no_argument, NULL, O_JSON},
     {"hex", no_argument, NULL, O_HEX},
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"help", no_argument, NULL, O_HELP},
+    {"range", required_argument, NULL, O_RANGE},
+    {"dc", required_argument, NULL, O_DC},
+    {"primary", no_argument, NULL, O_PRIMARY},
     {NULL, 0, NULL, 0}
   };
   const char *host = DEFAULT_HOST;
-  int json = 0, hex = 0, timeout_ms = 60000;
+  int json = 0, hex = 0, timeout_ms = 60000, primary = 0;
+  const char *range = NULL, *dc = NULL;
   const char *pos[8];
   int npos = 0;
   int c;
@@ -607,6 +680,9 @@ int main(int argc, char **argv) {
         break;
       }
       case O_HELP: usage(stdout); return 0;
+      case O_RANGE: range = optarg; break;
+      case O_DC: dc = optarg; break;
+      case O_PRIMARY: primary = 1; break;
       case 1:
         if (npos == (int)(sizeof pos / sizeof pos[0]))
           usage_error("too many arguments (at '%s')", optarg);
@@ -631,6 +707,22 @@ int main(int argc, char **argv) {
     return cmd_token(pos[1], hex, json);
   }
   if (hex) usage_error("--hex is only for the token command%s", "");
+  if ((range || dc || primary) && strcmp(cmd, "repair"))
+    usage_error("--range, --dc and --primary are only for the repair command%s", "");
+
+  if (!strcmp(cmd, "repair")) {
+    if (npos > 3) usage_error("%s: expects at most KEYSPACE TABLE", cmd);
+    if ((range && strchr(range, ' ')) || (dc && strchr(dc, ' ')))
+      usage_error("%s: a range or datacenter has no spaces", cmd);
+    char arg[512];
+    snprintf(arg, sizeof arg, "%s %s%s%s%s%s%s", npos > 1 ? pos[1] : "", npos > 2 ? pos[2] : "",
+             range ? " --range " : "", range ? range : "", dc ? " --dc " : "", dc ? dc : "",
+             primary ? " --primary" : "");
+    cellar_client_t *cl = connect_or_die(host, timeout_ms);
+    int st = cmd_repair(cl, host, arg, json);
+    cellar_close(cl);
+    return st;
+  }
 
   if (!strcmp(cmd, "status") || !strcmp(cmd, "ring") || !strcmp(cmd, "getendpoints")) {
     char arg[512] = "";

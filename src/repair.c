@@ -1,0 +1,1050 @@
+/*
+** repair: anti-entropy repair. See repair.h for the protocol and
+** docs/repair.md for the design.
+**
+** Invariants:
+**   1. Only the loop thread touches tasks; the admin entry points only
+**      swap in a new plan (repair_start) or read the report, under r->mu.
+**      The loop takes r->mu whenever it changes what the report shows.
+**   2. A task waits for at most one kind of answer at a time and accepts
+**      an answer only if its id is the task's current request id and it
+**      comes from one of the task's replicas, once per replica.
+**   3. Request and order ids carry REPAIR_ID_BIT, so a STREAM_ORDER_DONE
+**      meant for a decommission (whose ids are small counters) is never
+**      taken for a repair's, and the other way round.
+**   4. Partition digests leave out what compaction may purge on one
+**      replica and not yet on another (tombstones and expired cells past
+**      gc_grace): replicas that compacted at different times still agree.
+**   5. Nothing is sent while r->mu is held: a frame to this node itself is
+**      delivered at once (cluster_send) and may come back here, so frames
+**      wait in r->out and go after the unlock (flush_out).
+*/
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cell.h"
+#include "cellar/cellar.h"
+#include "clock.h"
+#include "keys.h"
+#include "log.h"
+#include "merkle.h"
+#include "metrics.h"
+#include "repair.h"
+#include "storage.h"
+#include "token.h"
+#include "wire_peer.h"
+
+#define REPAIR_ID_BIT (1ULL << 63)
+#define MAX_REPS 16
+
+typedef enum tstate { T_TREES, T_ROWS, T_STREAM, T_DONE } tstate;
+
+typedef struct rep {
+  char host_id[40];
+  char addr[80];
+  int got;
+  merkle_tree tree;
+  wire_repair_reply rows;      /* ROWS answer, kept until the task ends */
+} rep;
+
+/* One STREAM_ORDER: ranges a replica pulls. */
+typedef struct order {
+  size_t target;               /* index into reps */
+  uint64_t id;
+  cluster_range *r;
+  size_t n, cap;
+  int done;
+} order;
+
+typedef struct task {
+  uint64_t table_id;
+  keyspace_def ks;
+  int64_t lo, hi;
+  int started, failed;
+  tstate st;
+  uint64_t req_id;
+  uint64_t deadline_ns;
+  size_t nreps;
+  rep reps[MAX_REPS];
+  order *orders;
+  size_t norders;
+} task;
+
+/* A frame to send once r->mu is released (invariant 5). */
+typedef struct outmsg {
+  char addr[80];
+  unsigned type;
+  uint8_t *p;
+  size_t n;
+} outmsg;
+
+struct repair {
+  uv_loop_t *loop;
+  const config *cfg;
+  engine *eng;
+  cluster *cl;
+  uv_timer_t tick;
+  int stopping;
+  pthread_mutex_t mu;
+  /* the current or last repair (under mu) */
+  int has_run, running, failed;
+  char scope[200];
+  char dc[49];
+  char error[200];
+  task *tasks;
+  size_t ntasks, next, active, ndone;
+  uint64_t compared, nfailed, mismatches, parts_differing, rows, bytes, entries;
+  uint64_t started_ns, finished_ns;
+  uint64_t throttle_until_ns;
+  uint64_t next_id;
+  outmsg *out;                 /* loop thread only */
+  size_t nout;
+};
+
+int repair_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl, repair **out) {
+  repair *r = calloc(1, sizeof *r);
+  if (r == NULL) return CELLAR_ENOMEM;
+  r->loop = loop;
+  r->cfg = cfg;
+  r->eng = eng;
+  r->cl = cl;
+  r->next_id = 1;
+  pthread_mutex_init(&r->mu, NULL);
+  *out = r;
+  return 0;
+}
+
+/* Caller holds r->mu (or is the loop thread). Takes ownership of p. */
+static void do_queue(repair *r, const char *addr, unsigned type, uint8_t *p, size_t n) {
+  outmsg *no = p ? realloc(r->out, (r->nout + 1) * sizeof *no) : NULL;
+  if (no == NULL) {   /* lost: the task times out */
+    free(p);
+    return;
+  }
+  r->out = no;
+  outmsg *m = &r->out[r->nout++];
+  snprintf(m->addr, sizeof m->addr, "%s", addr);
+  m->type = type;
+  m->p = p;
+  m->n = n;
+}
+
+/* Loop thread, r->mu not held. Frames queued while sending go too. */
+static void flush_out(repair *r) {
+  while (r->nout) {
+    outmsg *batch = r->out;
+    size_t n = r->nout;
+    r->out = NULL;
+    r->nout = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (!r->stopping) cluster_send(r->cl, batch[i].addr, batch[i].type, 0, batch[i].p,
+                                     batch[i].n);
+      free(batch[i].p);
+    }
+    free(batch);
+  }
+}
+
+static void task_clear(task *t) {
+  for (size_t i = 0; i < t->nreps; i++) {
+    merkle_free(&t->reps[i].tree);
+    wire_repair_reply_free(&t->reps[i].rows);
+  }
+  for (size_t i = 0; i < t->norders; i++) free(t->orders[i].r);
+  free(t->orders);
+  t->orders = NULL;
+  t->norders = 0;
+}
+
+static void tasks_free(task *t, size_t n) {
+  for (size_t i = 0; i < n; i++) task_clear(&t[i]);
+  free(t);
+}
+
+void repair_free(repair *r) {
+  if (r == NULL) return;
+  tasks_free(r->tasks, r->ntasks);
+  for (size_t i = 0; i < r->nout; i++) free(r->out[i].p);
+  free(r->out);
+  pthread_mutex_destroy(&r->mu);
+  free(r);
+}
+
+/* =================================================== the replica's side */
+
+typedef struct build_job {
+  uv_work_t work;
+  repair *r;
+  int is_tree;
+  wire_repair_req q;
+  uint32_t now_s, gc;
+  /* the partition being read */
+  storage_entries cur;
+  size_t base_len;
+  /* results */
+  merkle_tree tree;
+  uint64_t partitions;
+  wire_part_digest *parts;
+  size_t nparts, cap;
+  storage_entries keys;        /* owns the parts' keys */
+  int rc;
+  uint8_t *out;
+  size_t outlen;
+} build_job;
+
+/* Invariant 4: the digest of what every replica keeps until compaction
+** may drop it. Also counts the bytes (all entries: a pull sends them all)
+** and the rows. 0 when nothing is left to compare. */
+static int digest_partition(build_job *j, uint64_t *digest, uint64_t *bytes, uint64_t *rows) {
+  storage_entries keep;
+  storage_entries_init(&keep);
+  *bytes = 0;
+  *rows = 0;
+  cbytes last_row = {NULL, 0};
+  int rc = 0;
+  for (size_t i = 0; i < j->cur.n && rc == 0; i++) {
+    const storage_entry *e = &j->cur.e[i];
+    *bytes += e->key.n + e->value.n;
+    keys_parts kp;
+    if (keys_decode(e->key.p, e->key.n, &kp) == 0 && kp.kind != KEYS_KIND_PARTITION &&
+        (last_row.n != kp.row_len || memcmp(last_row.p, e->key.p, kp.row_len))) {
+      (*rows)++;
+      last_row = CBYTES(e->key.p, kp.row_len);
+    }
+    cell c;
+    if (cell_decode(e->value.p, e->value.n, &c) == 0) {
+      uint32_t since = cell_dead_since(&c);
+      if (since && (uint64_t)since + j->gc <= j->now_s) continue;
+    }
+    rc = storage_entries_add(&keep, e->key, e->value);
+  }
+  *digest = keep.n ? storage_entries_digest(keep.e, keep.n) : 0;
+  int any = keep.n > 0;
+  storage_entries_free(&keep);
+  return rc ? rc : any;
+}
+
+static int flush_partition(build_job *j) {
+  if (j->cur.n == 0) return 0;
+  uint64_t digest, bytes, rows;
+  int rc = digest_partition(j, &digest, &bytes, &rows);
+  const storage_entry *first = &j->cur.e[0];
+  int64_t tok = token_decode(first->key.p + KEYS_TABLE_BYTES);
+  if (rc > 0) {
+    rc = 0;
+    j->partitions++;
+    if (j->is_tree) {
+      rc = merkle_add(&j->tree, tok, digest, bytes);
+    } else {
+      if (j->nparts == j->cap) {
+        size_t nc = j->cap ? 2 * j->cap : 256;
+        wire_part_digest *np = realloc(j->parts, nc * sizeof *np);
+        if (np == NULL) rc = CELLAR_ENOMEM;
+        else {
+          j->parts = np;
+          j->cap = nc;
+        }
+      }
+      if (rc == 0) rc = storage_entries_add(&j->keys, CBYTES(first->key.p, j->base_len),
+                                            CBYTES(NULL, 0));
+      if (rc == 0)
+        j->parts[j->nparts++] = (wire_part_digest){tok, j->keys.e[j->keys.n - 1].key, digest,
+                                                   bytes, rows};
+    }
+  }
+  storage_entries_free(&j->cur);
+  storage_entries_init(&j->cur);
+  return rc;
+}
+
+static int on_entry(void *arg, cbytes key, cbytes value) {
+  build_job *j = arg;
+  size_t bl = keys_base_len(key.p, key.n);
+  if (bl == 0) return 0;   /* not a data key: storage_scan_range skips those */
+  if (j->cur.n && (bl != j->base_len || memcmp(j->cur.e[0].key.p, key.p, bl))) {
+    int rc = flush_partition(j);
+    if (rc) return rc;
+  }
+  j->base_len = bl;
+  return storage_entries_add(&j->cur, key, value);
+}
+
+static void build_work(uv_work_t *w) {
+  build_job *j = w->data;
+  repair *r = j->r;
+  storage_entries_init(&j->cur);
+  storage_entries_init(&j->keys);
+  j->now_s = clock_now_s();
+  int rc = schema_gc_grace_by_id(r->eng->sc, j->q.table_id, &j->gc);
+  if (rc == 0 && j->is_tree) rc = merkle_init(&j->tree, j->q.r[0][0], j->q.r[0][1],
+                                              MERKLE_MAX_DEPTH);
+  for (size_t i = 0; i < j->q.n && rc == 0; i++) {
+    /* storage_scan_range takes (start, end]; lo > INT64_MIN (wire check) */
+    rc = storage_scan_range(r->eng->st, j->q.table_id, j->q.r[i][0] - 1, j->q.r[i][1],
+                            on_entry, j);
+    if (rc == 0) rc = flush_partition(j);
+    else storage_entries_free(&j->cur);
+  }
+  if (rc == 0 && j->is_tree) rc = merkle_truncate(&j->tree, merkle_depth_for(j->partitions));
+  uint8_t *tree = NULL;
+  size_t ntree = 0;
+  if (rc == 0 && j->is_tree && (tree = merkle_encode(&j->tree, &ntree)) == NULL)
+    rc = CELLAR_ENOMEM;
+  if (rc == 0 && !j->is_tree && j->nparts > REPAIR_NARROW_MAX) rc = CELLAR_ETOOBIG;
+  j->rc = rc;
+  wire_repair_reply a = {.id = j->q.id, .host_id = cluster_host_id(r->cl), .code = rc,
+                         .message = rc ? cellar_strerror(rc) : "", .tree = CBYTES(tree, ntree),
+                         .n = rc ? 0 : j->nparts, .parts = j->parts};
+  j->out = wire_repair_reply_encode(&a, &j->outlen);
+  free(tree);
+  merkle_free(&j->tree);
+  storage_entries_free(&j->cur);
+  storage_entries_free(&j->keys);
+  free(j->parts);
+  j->parts = NULL;
+}
+
+static void build_done(uv_work_t *w, int status) {
+  build_job *j = w->data;
+  (void)status;
+  if (j->rc) log_warn("repair: cannot answer %s for table %016" PRIx64 ": %s",
+                      j->is_tree ? "a tree request" : "a digest request", j->q.table_id,
+                      cellar_strerror(j->rc));
+  if (j->out && !j->r->stopping)
+    cluster_send(j->r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY : FRAME_REPAIR_ROWS_REPLY,
+                 0, j->out, j->outlen);
+  free(j->out);
+  wire_repair_req_free(&j->q);
+  free(j);
+}
+
+static void on_request(repair *r, int is_tree, const uint8_t *payload, size_t len) {
+  build_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return;
+  j->r = r;
+  j->is_tree = is_tree;
+  if (wire_repair_req_decode(payload, len, &j->q) != 0 ||
+      strcmp(j->q.cluster, cluster_name(r->cl)) || j->q.from[0] == '\0' ||
+      strlen(j->q.from) >= 80 || (is_tree && j->q.n != 1) || r->stopping) {
+    log_warn("repair: malformed or foreign repair request ignored");
+    wire_repair_req_free(&j->q);
+    free(j);
+    return;
+  }
+  j->work.data = j;
+  if (uv_queue_work(r->loop, &j->work, build_work, build_done) != 0) {
+    wire_repair_req_free(&j->q);
+    free(j);
+  }
+}
+
+/* ============================================= the coordinator's side */
+
+static uint64_t now_ns(void) { return clock_mono_ns(); }
+
+/* Caller holds r->mu. */
+static void do_task_fail(repair *r, task *t, const char *fmt, const char *arg) {
+  if (t->st == T_DONE) return;
+  t->st = T_DONE;
+  t->failed = 1;
+  r->nfailed++;
+  r->ndone++;
+  r->active--;
+  snprintf(r->error, sizeof r->error, fmt, arg);
+  log_warn("repair: range %" PRId64 "..%" PRId64 " failed: %s", t->lo, t->hi, r->error);
+  task_clear(t);
+}
+
+/* Caller holds r->mu. */
+static void do_task_done(repair *r, task *t) {
+  t->st = T_DONE;
+  r->ndone++;
+  r->active--;
+  task_clear(t);
+}
+
+/* Caller holds r->mu. */
+static void do_send_request(repair *r, task *t, unsigned type, int64_t (*ranges)[2], size_t n) {
+  t->req_id = REPAIR_ID_BIT | r->next_id++;
+  t->deadline_ns = now_ns() + (uint64_t)REPAIR_TIMEOUT_MS * 1000000;
+  wire_repair_req q = {.id = t->req_id, .from = cluster_peer_addr(r->cl),
+                       .cluster = cluster_name(r->cl), .table_id = t->table_id, .n = n,
+                       .r = ranges};
+  size_t len = 0;
+  uint8_t *p = wire_repair_req_encode(&q, &len);
+  for (size_t i = 0; i < t->nreps; i++) {
+    t->reps[i].got = 0;
+    uint8_t *c = p ? malloc(len ? len : 1) : NULL;
+    if (c) memcpy(c, p, len);
+    do_queue(r, t->reps[i].addr, type, c, len);
+  }
+  free(p);
+}
+
+/* Caller holds r->mu. Picks the replicas and asks for their trees. */
+static void do_task_start(repair *r, task *t) {
+  cluster_replica reps[CL_MAX_REPLICAS];
+  size_t n = cluster_replicas(r->cl, &t->ks, t->hi, reps, CL_MAX_REPLICAS, NULL);
+  t->started = 1;
+  t->st = T_TREES;
+  r->active++;
+  for (size_t i = 0; i < n; i++) {
+    if (r->dc[0] && strcmp(reps[i].r.dc, r->dc)) continue;
+    if (!reps[i].r.alive || reps[i].peer_addr[0] == '\0') {
+      do_task_fail(r, t, "replica %s is down", reps[i].host_id);
+      return;
+    }
+    if (t->nreps == MAX_REPS) break;
+    rep *p = &t->reps[t->nreps++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->host_id, sizeof p->host_id, "%s", reps[i].host_id);
+    snprintf(p->addr, sizeof p->addr, "%s", reps[i].peer_addr);
+  }
+  if (t->nreps < 2) {   /* nothing to compare with */
+    do_task_done(r, t);
+    return;
+  }
+  int64_t range[1][2] = {{t->lo, t->hi}};
+  do_send_request(r, t, FRAME_MERKLE_REQUEST, range, 1);
+}
+
+/* The pull of (lo..hi) by reps[target] from reps[source]. */
+static int order_add(task *t, size_t target, size_t source, int64_t lo, int64_t hi) {
+  order *o = NULL;
+  for (size_t i = 0; i < t->norders; i++)
+    if (t->orders[i].target == target) o = &t->orders[i];
+  if (o == NULL) {
+    order *no = realloc(t->orders, (t->norders + 1) * sizeof *no);
+    if (no == NULL) return CELLAR_ENOMEM;
+    t->orders = no;
+    o = &t->orders[t->norders++];
+    memset(o, 0, sizeof *o);
+    o->target = target;
+  }
+  const char *src = t->reps[source].addr;
+  if (o->n) {   /* contiguous with the last one from the same source: extend */
+    cluster_range *l = &o->r[o->n - 1];
+    if (!strcmp(l->source, src) && l->hi >= lo - 1 && l->lo <= lo) {
+      if (hi > l->hi) l->hi = hi;
+      return 0;
+    }
+  }
+  if (o->n == o->cap) {
+    size_t nc = o->cap ? 2 * o->cap : 16;
+    cluster_range *nr = realloc(o->r, nc * sizeof *nr);
+    if (nr == NULL) return CELLAR_ENOMEM;
+    o->r = nr;
+    o->cap = nc;
+  }
+  cluster_range *c = &o->r[o->n++];
+  memset(c, 0, sizeof *c);
+  c->table_id = t->table_id;
+  c->lo = lo;
+  c->hi = hi;
+  snprintf(c->source, sizeof c->source, "%s", src);
+  return 0;
+}
+
+/* Caller holds r->mu. Sends the orders (or finishes when there are none),
+** and charges the throttle with what they will stream. */
+static void do_send_orders(repair *r, task *t, uint64_t bytes, uint64_t rows) {
+  r->bytes += bytes;
+  r->rows += rows;
+  metrics_add(METRIC_REPAIR_BYTES, bytes);
+  metrics_add(METRIC_REPAIR_ROWS, rows);
+  uint64_t now = now_ns();
+  if (r->throttle_until_ns < now) r->throttle_until_ns = now;
+  r->throttle_until_ns += (uint64_t)((double)bytes * 1e9 / (double)r->cfg->repair_bytes_per_s);
+  if (t->norders == 0) {
+    do_task_done(r, t);
+    return;
+  }
+  t->st = T_STREAM;
+  t->deadline_ns = now + (uint64_t)REPAIR_STREAM_TIMEOUT_MS * 1000000;
+  for (size_t i = 0; i < t->norders; i++) {
+    order *o = &t->orders[i];
+    o->id = REPAIR_ID_BIT | r->next_id++;
+    wire_range *wr = calloc(o->n ? o->n : 1, sizeof *wr);
+    if (wr == NULL) continue;   /* no answer: the task times out */
+    for (size_t k = 0; k < o->n; k++)
+      wr[k] = (wire_range){o->r[k].table_id, o->r[k].lo, o->r[k].hi, o->r[k].source};
+    wire_order w = {.id = o->id, .from = cluster_peer_addr(r->cl), .cluster = cluster_name(r->cl),
+                    .n = o->n, .r = wr};
+    size_t len = 0;
+    uint8_t *p = wire_order_encode(&w, &len);
+    do_queue(r, t->reps[o->target].addr, FRAME_STREAM_ORDER, p, len);
+    free(wr);
+  }
+}
+
+/* Caller holds r->mu. Every tree is in: compare them. */
+static void do_compare_trees(repair *r, task *t) {
+  r->compared++;
+  metrics_add(METRIC_REPAIR_RANGES, 1);
+  unsigned depth = MERKLE_MAX_DEPTH;
+  for (size_t i = 0; i < t->nreps; i++)
+    if (t->reps[i].tree.depth < depth) depth = t->reps[i].tree.depth;
+  for (size_t i = 0; i < t->nreps; i++)
+    if (merkle_truncate(&t->reps[i].tree, depth) != 0) {
+      do_task_fail(r, t, "%s", "out of memory");
+      return;
+    }
+  /* a leaf differs when some replica differs from the first one: if two
+  ** replicas differ, one of them differs from the first */
+  size_t nl = (size_t)1 << depth;
+  uint8_t *diff = calloc(nl, 1);
+  if (diff == NULL) {
+    do_task_fail(r, t, "%s", "out of memory");
+    return;
+  }
+  size_t ndiff = 0;
+  uint64_t listed = 0;   /* partitions a REPAIR_ROWS would list, at most */
+  for (size_t k = 1; k < t->nreps; k++) {
+    size_t *idx = NULL, n = 0;
+    if (merkle_diff(&t->reps[0].tree, &t->reps[k].tree, &idx, &n, NULL) != 0) {
+      free(diff);
+      do_task_fail(r, t, "%s", "out of memory");
+      return;
+    }
+    for (size_t i = 0; i < n; i++) ndiff += !diff[idx[i]], diff[idx[i]] = 1;
+    free(idx);
+  }
+  for (size_t l = 0; l < nl; l++)
+    if (diff[l])
+      for (size_t k = 0; k < t->nreps; k++) listed += t->reps[k].tree.leaves[l].partitions;
+  r->mismatches += ndiff;
+  metrics_add(METRIC_REPAIR_MISMATCHES, ndiff);
+  if (ndiff == 0) {
+    free(diff);
+    do_task_done(r, t);
+    return;
+  }
+  log_info("repair: table %016" PRIx64 " range %" PRId64 "..%" PRId64 ": %zu of %zu leaves differ",
+           t->table_id, t->lo, t->hi, ndiff, nl);
+  if (listed <= REPAIR_NARROW_MAX) {
+    /* narrow down to partitions: ask every replica for the digests of the
+    ** differing leaves (contiguous leaves merged into one range) */
+    int64_t (*rg)[2] = calloc(ndiff, sizeof *rg);
+    size_t n = 0;
+    for (size_t l = 0; rg && l < nl; l++) {
+      if (!diff[l]) continue;
+      int64_t lo, hi;
+      merkle_leaf_range(&t->reps[0].tree, l, &lo, &hi);
+      if (lo > hi) continue;
+      if (n && rg[n - 1][1] == lo - 1) rg[n - 1][1] = hi;
+      else rg[n][0] = lo, rg[n][1] = hi, n++;
+    }
+    free(diff);
+    if (rg == NULL) {
+      do_task_fail(r, t, "%s", "out of memory");
+      return;
+    }
+    t->st = T_ROWS;
+    do_send_request(r, t, FRAME_REPAIR_ROWS, rg, n);
+    free(rg);
+    return;
+  }
+  /* too many partitions to list: stream the differing leaves whole, each
+  ** replica pulling from every replica whose leaf hash differs from its own */
+  uint64_t bytes = 0, rows = 0;
+  int rc = 0;
+  for (size_t l = 0; l < nl && rc == 0; l++) {
+    if (!diff[l]) continue;
+    int64_t lo, hi;
+    merkle_leaf_range(&t->reps[0].tree, l, &lo, &hi);
+    for (size_t a = 0; a < t->nreps && rc == 0; a++)
+      for (size_t b = 0; b < t->nreps && rc == 0; b++) {
+        const merkle_leaf *la = &t->reps[a].tree.leaves[l], *lb = &t->reps[b].tree.leaves[l];
+        if (a == b || la->hash == lb->hash || lb->partitions == 0) continue;
+        int dup = 0;   /* one pull per version of the leaf */
+        for (size_t c = 0; c < b && !dup; c++)
+          dup = c != a && t->reps[c].tree.leaves[l].hash == lb->hash;
+        if (dup) continue;
+        rc = order_add(t, a, b, lo, hi);
+        bytes += lb->bytes;
+        rows += lb->partitions;   /* partitions: leaves do not count rows */
+      }
+  }
+  free(diff);
+  if (rc) {
+    do_task_fail(r, t, "%s", "out of memory");
+    return;
+  }
+  r->parts_differing += rows;
+  do_send_orders(r, t, bytes, rows);
+}
+
+typedef struct part_ref {
+  const wire_part_digest *d;
+  size_t rep;
+} part_ref;
+
+static int cmp_ref(const void *a, const void *b) {
+  const part_ref *x = a, *y = b;
+  size_t n = x->d->key.n < y->d->key.n ? x->d->key.n : y->d->key.n;
+  int c = memcmp(x->d->key.p, y->d->key.p, n);
+  if (c) return c;
+  if (x->d->key.n != y->d->key.n) return x->d->key.n < y->d->key.n ? -1 : 1;
+  return (x->rep > y->rep) - (x->rep < y->rep);
+}
+
+/* Caller holds r->mu. Every digest list is in: order the pulls. */
+static void do_compare_rows(repair *r, task *t) {
+  size_t total = 0;
+  for (size_t i = 0; i < t->nreps; i++) total += t->reps[i].rows.n;
+  part_ref *refs = calloc(total ? total : 1, sizeof *refs);
+  if (refs == NULL) {
+    do_task_fail(r, t, "%s", "out of memory");
+    return;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < t->nreps; i++)
+    for (size_t j = 0; j < t->reps[i].rows.n; j++) refs[k++] = (part_ref){&t->reps[i].rows.parts[j], i};
+  qsort(refs, total, sizeof *refs, cmp_ref);
+  uint64_t bytes = 0, rows = 0;
+  int rc = 0;
+  for (size_t i = 0; i < total && rc == 0;) {
+    size_t j = i;
+    const wire_part_digest *have[MAX_REPS] = {0};
+    while (j < total && refs[j].d->key.n == refs[i].d->key.n &&
+           !memcmp(refs[j].d->key.p, refs[i].d->key.p, refs[i].d->key.n)) {
+      have[refs[j].rep] = refs[j].d;
+      j++;
+    }
+    int same = 1;
+    for (size_t a = 0; same && a < t->nreps; a++)
+      same = have[a] && have[a]->digest == have[0]->digest;
+    if (!same) {
+      r->parts_differing++;
+      int64_t tok = refs[i].d->token;
+      for (size_t a = 0; a < t->nreps && rc == 0; a++)
+        for (size_t b = 0; b < t->nreps && rc == 0; b++) {
+          if (a == b || have[b] == NULL || (have[a] && have[a]->digest == have[b]->digest))
+            continue;
+          int dup = 0;   /* one pull per version: from the first holder */
+          for (size_t c = 0; c < b && !dup; c++)
+            dup = c != a && have[c] && have[c]->digest == have[b]->digest;
+          if (dup) continue;
+          rc = order_add(t, a, b, tok, tok);
+          bytes += have[b]->bytes;
+          rows += have[b]->rows;
+        }
+    }
+    i = j;
+  }
+  free(refs);
+  if (rc) {
+    do_task_fail(r, t, "%s", "out of memory");
+    return;
+  }
+  do_send_orders(r, t, bytes, rows);
+}
+
+static void do_schedule(repair *r);
+
+static task *find_task(repair *r, uint64_t id, int order_done) {
+  for (size_t i = 0; i < r->ntasks; i++) {
+    task *t = &r->tasks[i];
+    if (!t->started || t->st == T_DONE) continue;
+    if (!order_done && t->req_id == id) return t;
+    if (order_done && t->st == T_STREAM)
+      for (size_t k = 0; k < t->norders; k++)
+        if (t->orders[k].id == id) return t;
+  }
+  return NULL;
+}
+
+static rep *find_rep(task *t, const char *host_id) {
+  for (size_t i = 0; i < t->nreps; i++)
+    if (!strcmp(t->reps[i].host_id, host_id)) return &t->reps[i];
+  return NULL;
+}
+
+static void on_reply(repair *r, int is_tree, const uint8_t *payload, size_t len) {
+  wire_repair_reply a;
+  if (wire_repair_reply_decode(payload, len, &a) != 0) {
+    log_warn("repair: malformed repair answer ignored");
+    return;
+  }
+  pthread_mutex_lock(&r->mu);
+  task *t = (a.id & REPAIR_ID_BIT) ? find_task(r, a.id, 0) : NULL;
+  rep *p = t && t->st == (is_tree ? T_TREES : T_ROWS) ? find_rep(t, a.host_id) : NULL;
+  if (p == NULL || p->got) {   /* invariant 2 */
+    pthread_mutex_unlock(&r->mu);
+    flush_out(r);
+    wire_repair_reply_free(&a);
+    return;
+  }
+  if (a.code) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s answered %s", p->host_id,
+             a.message[0] ? a.message : cellar_err_name(a.code));
+    do_task_fail(r, t, "%s", msg);
+    pthread_mutex_unlock(&r->mu);
+    flush_out(r);
+    wire_repair_reply_free(&a);
+    return;
+  }
+  if (is_tree) {
+    int rc = merkle_decode(a.tree.p, a.tree.n, &p->tree);
+    wire_repair_reply_free(&a);
+    if (rc == 0 && (p->tree.lo != t->lo || p->tree.hi != t->hi)) {
+      merkle_free(&p->tree);
+      rc = CELLAR_EPROTO;
+    }
+    if (rc) {
+      do_task_fail(r, t, "%s sent a bad tree", p->host_id);
+      pthread_mutex_unlock(&r->mu);
+      flush_out(r);
+      return;
+    }
+  } else {
+    p->rows = a;   /* kept: the digests point into it */
+  }
+  p->got = 1;
+  size_t got = 0;
+  for (size_t i = 0; i < t->nreps; i++) got += t->reps[i].got;
+  if (got == t->nreps) {
+    if (is_tree) do_compare_trees(r, t);
+    else do_compare_rows(r, t);
+  }
+  do_schedule(r);   /* a range may have ended: start the next at once */
+  pthread_mutex_unlock(&r->mu);
+  flush_out(r);
+}
+
+static void on_order_done(repair *r, const uint8_t *payload, size_t len) {
+  wire_order_done d;
+  if (wire_order_done_decode(payload, len, &d) != 0) return;
+  if (!(d.id & REPAIR_ID_BIT)) {   /* invariant 3: a decommission's */
+    wire_order_done_free(&d);
+    return;
+  }
+  pthread_mutex_lock(&r->mu);
+  task *t = find_task(r, d.id, 1);
+  if (t) {
+    size_t left = 0;
+    for (size_t k = 0; k < t->norders; k++) {
+      order *o = &t->orders[k];
+      if (o->id == d.id && !o->done) {
+        o->done = 1;
+        r->entries += d.entries;
+        if (d.code) {
+          char msg[160];
+          snprintf(msg, sizeof msg, "%s could not pull: %s", t->reps[o->target].host_id,
+                   d.message);
+          do_task_fail(r, t, "%s", msg);
+          break;
+        }
+      }
+      left += !o->done;
+    }
+    if (t->st == T_STREAM && left == 0) do_task_done(r, t);
+    do_schedule(r);
+  }
+  pthread_mutex_unlock(&r->mu);
+  flush_out(r);
+  wire_order_done_free(&d);
+}
+
+void repair_on_frame(repair *r, const frame_header *h, const uint8_t *payload) {
+  if (r->stopping) return;
+  switch (h->type) {
+  case FRAME_MERKLE_REQUEST: on_request(r, 1, payload, h->length); break;
+  case FRAME_REPAIR_ROWS: on_request(r, 0, payload, h->length); break;
+  case FRAME_MERKLE_REPLY: on_reply(r, 1, payload, h->length); break;
+  case FRAME_REPAIR_ROWS_REPLY: on_reply(r, 0, payload, h->length); break;
+  case FRAME_STREAM_ORDER_DONE: on_order_done(r, payload, h->length); break;
+  default: break;
+  }
+}
+
+/* Caller holds r->mu. */
+static void do_finish(repair *r) {
+  r->running = 0;
+  r->finished_ns = now_ns();
+  r->failed = r->nfailed > 0;
+  log_info("repair: %s finished: %zu ranges, %" PRIu64 " compared, %" PRIu64 " failed, %" PRIu64
+           " mismatches, %" PRIu64 " rows and %" PRIu64 " bytes streamed in %.1f s",
+           r->scope, r->ntasks, r->compared, r->nfailed, r->mismatches, r->rows, r->bytes,
+           (double)(r->finished_ns - r->started_ns) / 1e9);
+}
+
+/* Caller holds r->mu. Starts ranges while a slot is free and the
+** throttle allows; finishes the repair once every range is done. */
+static void do_schedule(repair *r) {
+  if (!r->running) return;
+  uint64_t now = now_ns();
+  while (!r->stopping && r->next < r->ntasks && r->active < (size_t)r->cfg->repair_parallel &&
+         now >= r->throttle_until_ns)
+    do_task_start(r, &r->tasks[r->next++]);
+  if (r->ndone == r->ntasks) do_finish(r);
+}
+
+static void on_tick(uv_timer_t *h) {
+  repair *r = h->data;
+  pthread_mutex_lock(&r->mu);
+  if (r->running) {
+    uint64_t now = now_ns();
+    for (size_t i = 0; i < r->ntasks; i++) {
+      task *t = &r->tasks[i];
+      if (t->started && t->st != T_DONE && now > t->deadline_ns)
+        do_task_fail(r, t, "%s", t->st == T_STREAM ? "streaming timed out"
+                                                   : "a replica did not answer in time");
+    }
+    do_schedule(r);
+  }
+  pthread_mutex_unlock(&r->mu);
+  flush_out(r);
+}
+
+int repair_start_timer(repair *r) {
+  int rc = uv_timer_init(r->loop, &r->tick);
+  if (rc) return CELLAR_EINTERNAL;
+  r->tick.data = r;
+  uv_timer_start(&r->tick, on_tick, REPAIR_TICK_MS, REPAIR_TICK_MS);
+  return 0;
+}
+
+void repair_stop(repair *r) {
+  pthread_mutex_lock(&r->mu);
+  r->stopping = 1;
+  if (r->running) {
+    for (size_t i = 0; i < r->ntasks; i++)
+      if (r->tasks[i].started && r->tasks[i].st != T_DONE)
+        do_task_fail(r, &r->tasks[i], "%s", "shutting down");
+    r->nfailed += r->ntasks - r->next;
+    snprintf(r->error, sizeof r->error, "shutting down");
+    do_finish(r);
+  }
+  pthread_mutex_unlock(&r->mu);
+  uv_timer_stop(&r->tick);
+}
+
+/* ============================================================== admin */
+
+typedef struct plan {
+  const char *ks, *table;
+  int has_range, primary;
+  int64_t lo, hi;
+  const char *dc;
+} plan;
+
+static int parse_token(const char *s, const char *end, int64_t *out) {
+  char buf[32];
+  size_t n = (size_t)(end - s);
+  if (n == 0 || n >= sizeof buf) return -1;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  char *e;
+  errno = 0;
+  long long v = strtoll(buf, &e, 10);
+  if (*e || errno) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Splits args into words (in place, in buf); fills p. */
+static int parse_args(char *buf, plan *p, result *res) {
+  memset(p, 0, sizeof *p);
+  char *save = NULL;
+  int npos = 0;
+  for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+    if (!strcmp(w, "--primary")) {
+      p->primary = 1;
+    } else if (!strcmp(w, "--range") || !strcmp(w, "--dc")) {
+      char *v = strtok_r(NULL, " ", &save);
+      if (v == NULL) return result_error(res, CELLAR_EINVAL, "%s needs a value", w);
+      if (!strcmp(w, "--dc")) {
+        p->dc = v;
+        continue;
+      }
+      const char *colon = strchr(v + (*v == '-'), ':');
+      if (colon == NULL || parse_token(v, colon, &p->lo) ||
+          parse_token(colon + 1, colon + 1 + strlen(colon + 1), &p->hi) || p->lo > p->hi ||
+          p->lo == INT64_MIN)
+        return result_error(res, CELLAR_EINVAL, "malformed range '%s': expected LO:HI, two "
+                            "tokens with %" PRId64 " <= LO <= HI", v, (int64_t)INT64_MIN + 1);
+      p->has_range = 1;
+    } else if (w[0] == '-') {
+      return result_error(res, CELLAR_EINVAL, "unknown repair option '%s' (--range LO:HI, "
+                          "--dc DC, --primary)", w);
+    } else if (npos == 0) {
+      p->ks = w, npos++;
+    } else if (npos == 1) {
+      p->table = w, npos++;
+    } else {
+      return result_error(res, CELLAR_EINVAL, "repair takes at most KEYSPACE TABLE, not '%s'", w);
+    }
+  }
+  return 0;
+}
+
+/* The tables to repair, with their keyspaces (kss[i] is tbs[i]'s). */
+static int plan_tables(repair *r, const plan *p, keyspace_def **kss, size_t *nks,
+                       table_def **tbs, size_t *ntb, result *res) {
+  *kss = NULL;
+  *tbs = NULL;
+  *nks = *ntb = 0;
+  if (p->ks) {
+    keyspace_def kd;
+    table_def td;
+    if (schema_get_keyspace(r->eng->sc, p->ks, &kd) != 0 || kd.dropped)
+      return result_error(res, CELLAR_ENOKEYSPACE, "unknown keyspace %s", p->ks);
+    if (p->table && (schema_get_table(r->eng->sc, p->ks, p->table, &td) != 0 || td.dropped))
+      return result_error(res, CELLAR_ENOTABLE, "unknown table %s.%s", p->ks, p->table);
+  }
+  keyspace_def *all = NULL;
+  table_def *tables = NULL;
+  size_t nall = 0, ntables = 0;
+  int rc = schema_list(r->eng->sc, p->ks, &all, &nall, &tables, &ntables);
+  if (rc) return result_error(res, rc, "cannot list the schema: %s", cellar_strerror(rc));
+  keyspace_def *ks = malloc((ntables ? ntables : 1) * sizeof *ks);
+  if (ks == NULL) {
+    free(all);
+    free(tables);
+    return result_error(res, CELLAR_ENOMEM, "out of memory");
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < ntables; i++) {
+    if (p->table && strcmp(tables[i].name, p->table)) continue;
+    for (size_t k = 0; k < nall; k++)
+      if (!strcmp(all[k].name, tables[i].keyspace)) {
+        ks[n] = all[k];
+        tables[n++] = tables[i];
+        break;
+      }
+  }
+  free(all);
+  *kss = ks;
+  *tbs = tables;
+  *nks = *ntb = n;
+  return 0;
+}
+
+/* CELLAR_EINVAL (answered) when no member of the ring is in dc. */
+static int check_dc(repair *r, const char *dc, result *res) {
+  result st;
+  result_init(&st);
+  int rc = cluster_view_status(r->cl, NULL, &st), found = 0;
+  for (size_t i = 0; rc == 0 && i < st.nmembers && !found; i++)
+    found = !strcmp(st.members[i].dc, dc);
+  result_free(&st);
+  if (rc) return result_error(res, rc, "cannot read the cluster state");
+  if (!found) return result_error(res, CELLAR_EINVAL, "unknown datacenter %s", dc);
+  return 0;
+}
+
+static int do_report(repair *r, result *res) {
+  if (!r->has_run) return result_add_info(res, "repair", "none");
+  uint64_t end = r->running ? now_ns() : r->finished_ns;
+  result_add_info(res, "repair", "%s", r->running ? "running" : r->failed ? "failed" : "done");
+  result_add_info(res, "scope", "%s", r->scope);
+  result_add_info(res, "ranges", "%zu", r->ntasks);
+  result_add_info(res, "ranges_done", "%zu", r->ndone);
+  result_add_info(res, "ranges_compared", "%" PRIu64, r->compared);
+  result_add_info(res, "ranges_failed", "%" PRIu64, r->nfailed);
+  result_add_info(res, "mismatches", "%" PRIu64, r->mismatches);
+  result_add_info(res, "partitions_differing", "%" PRIu64, r->parts_differing);
+  result_add_info(res, "rows_streamed", "%" PRIu64, r->rows);
+  result_add_info(res, "bytes_streamed", "%" PRIu64, r->bytes);
+  result_add_info(res, "entries_applied", "%" PRIu64, r->entries);
+  result_add_info(res, "elapsed_ms", "%" PRIu64, (end - r->started_ns) / 1000000);
+  return result_add_info(res, "error", "%s", r->error);
+}
+
+int repair_status(repair *r, result *res) {
+  pthread_mutex_lock(&r->mu);
+  int rc = do_report(r, res);
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+int repair_start(repair *r, const char *args, result *res) {
+  char buf[512];
+  if (strlen(args ? args : "") >= sizeof buf)
+    return result_error(res, CELLAR_EINVAL, "repair arguments too long");
+  snprintf(buf, sizeof buf, "%s", args ? args : "");
+  plan p;
+  int rc = parse_args(buf, &p, res);
+  if (rc) return rc;
+  if (p.dc && (rc = check_dc(r, p.dc, res)) != 0) return rc;
+  keyspace_def *kss;
+  table_def *tbs;
+  size_t nks, ntb;
+  if ((rc = plan_tables(r, &p, &kss, &nks, &tbs, &ntb, res)) != 0) return rc;
+  cluster_token_range *rg = NULL;
+  size_t nrg = 0;
+  if ((rc = cluster_token_ranges(r->cl, &rg, &nrg)) != 0) {
+    free(kss);
+    free(tbs);
+    return result_error(res, rc, "out of memory");
+  }
+  task *tasks = calloc(ntb * (nrg + 1) + 1, sizeof *tasks);
+  size_t nt = 0;
+  for (size_t i = 0; tasks && i < ntb; i++)
+    for (size_t k = 0; k < nrg; k++) {
+      int64_t lo = rg[k].lo, hi = rg[k].hi;
+      if (p.primary && !rg[k].primary_self) continue;
+      if (p.has_range) {   /* the part of the ring range inside lo..hi */
+        if (p.lo > lo) lo = p.lo;
+        if (p.hi < hi) hi = p.hi;
+        if (lo > hi) continue;
+      }
+      task *t = &tasks[nt++];
+      t->table_id = tbs[i].id;
+      t->ks = kss[i];
+      t->lo = lo;
+      t->hi = hi;
+    }
+  free(rg);
+  if (tasks == NULL) {
+    free(kss);
+    free(tbs);
+    return result_error(res, CELLAR_ENOMEM, "out of memory");
+  }
+  pthread_mutex_lock(&r->mu);
+  if (r->running) {
+    pthread_mutex_unlock(&r->mu);
+    free(tasks);
+    free(kss);
+    free(tbs);
+    return result_error(res, CELLAR_EINVAL, "a repair is already running on this node (%s)",
+                        r->scope);
+  }
+  if (r->stopping) {
+    pthread_mutex_unlock(&r->mu);
+    free(tasks);
+    free(kss);
+    free(tbs);
+    return result_error(res, CELLAR_ESHUTDOWN, "this node is shutting down");
+  }
+  tasks_free(r->tasks, r->ntasks);
+  r->tasks = tasks;
+  r->ntasks = nt;
+  r->next = r->active = r->ndone = 0;
+  r->compared = r->nfailed = r->mismatches = r->parts_differing = 0;
+  r->rows = r->bytes = r->entries = 0;
+  r->error[0] = '\0';
+  r->has_run = r->running = 1;
+  r->failed = 0;
+  r->started_ns = now_ns();
+  r->throttle_until_ns = 0;
+  snprintf(r->dc, sizeof r->dc, "%s", p.dc ? p.dc : "");
+  snprintf(r->scope, sizeof r->scope, "%s%s%s (%zu tables)%s%s%s", p.ks ? p.ks : "all keyspaces",
+           p.table ? "." : "", p.table ? p.table : "", ntb, p.dc ? " dc " : "",
+           p.dc ? p.dc : "", p.primary ? " primary ranges" : "");
+  if (p.has_range) {
+    size_t l = strlen(r->scope);
+    snprintf(r->scope + l, sizeof r->scope - l, " range %" PRId64 ":%" PRId64, p.lo, p.hi);
+  }
+  log_info("repair: starting %s: %zu ranges", r->scope, nt);
+  rc = do_report(r, res);
+  pthread_mutex_unlock(&r->mu);
+  free(kss);
+  free(tbs);
+  return rc;
+}
