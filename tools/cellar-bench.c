@@ -61,6 +61,13 @@
 **     after the mark are reported apart ("before_mark" / "after_mark"). The
 **     signal is blocked in every thread and taken by sigwait on a thread of
 **     its own, so it never interrupts libcellar's event loop.
+** 11. Routing is libcellar's: token-aware by default, which keeps a request
+**     on the node connected to whenever that node is a replica of its key
+**     (with RF = nodes, every request: one node coordinates the whole
+**     load). --spread (libcellar's CELLAR_ROUTE_SPREAD) rotates over the
+**     live local replicas instead, so coordination is shared as real
+**     clients spread over a cluster would share it. The report gives the
+**     requests the run sent to each node.
 */
 #include <errno.h>
 #include <getopt.h>
@@ -85,10 +92,14 @@ enum { OP_READ, OP_WRITE, OP_INSERT, OP_RMW, OP__N };
 static const char *const op_names[OP__N] = {"read", "write", "insert", "rmw"};
 
 enum { DIST_UNIFORM, DIST_ZIPFIAN, DIST_LATEST };
+
+/* Indexed by cellar_routing_t. */
+static const char *const routing_names[] = {"token-aware", "spread", "none"};
 static const char *const dist_names[] = {"uniform", "zipfian", "latest"};
 
 #define NCL 10                   /* cellar_consistency_t values 0..9 */
 #define CL_LIST_MAX 16
+#define MAX_NODES 64             /* nodes whose requests the report counts */
 
 /* The levels an op type draws from, uniformly (repeat one to weight it). */
 typedef struct cl_list {
@@ -118,6 +129,7 @@ typedef struct settings {
   cl_list rcl, wcl;            /* the levels in force for reads / writes */
   int rcl_set, wcl_set;
   int timeout_ms;
+  cellar_routing_t routing;    /* --routing / --spread (design note 11) */
   int json;
   int progress_json;
   uint64_t seed;
@@ -160,6 +172,11 @@ static void usage(FILE *f) {
     "  --read-consistency L[,L..]   reads only (overrides --consistency)\n"
     "  --write-consistency L[,L..]  writes and inserts only\n"
     "  --timeout MS           request timeout (default 10000)\n"
+    "  --routing R            token-aware (default: a replica of the key, the\n"
+    "                         node connected to when it is one), spread\n"
+    "                         (rotate over the live replicas) or none (every\n"
+    "                         request to the node connected to)\n"
+    "  --spread               same as --routing spread\n"
     "  --seed N               random seed (default 1)\n"
     "  --json                 print the summary as one JSON object on stdout\n"
     "  --progress-json        per-second progress as JSON lines on stderr\n"
@@ -261,7 +278,8 @@ static void parse_args(settings *st, int argc, char **argv) {
   enum {
     O_HOSTS = 256, O_CONN, O_PIPE, O_KEYS, O_KSIZE, O_VSIZE, O_RATIO,
     O_WORKLOAD, O_DIST, O_DURATION, O_OPS, O_RATE, O_KS, O_REPL, O_TABLE,
-    O_LOAD, O_CL, O_RCL, O_WCL, O_TIMEOUT, O_SEED, O_JSON, O_PJSON, O_HELP
+    O_LOAD, O_CL, O_RCL, O_WCL, O_TIMEOUT, O_SEED, O_JSON, O_PJSON, O_HELP,
+    O_ROUTING, O_SPREAD
   };
   static const struct option longopts[] = {
     {"hosts", required_argument, NULL, O_HOSTS},
@@ -284,6 +302,8 @@ static void parse_args(settings *st, int argc, char **argv) {
     {"read-consistency", required_argument, NULL, O_RCL},
     {"write-consistency", required_argument, NULL, O_WCL},
     {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"routing", required_argument, NULL, O_ROUTING},
+    {"spread", no_argument, NULL, O_SPREAD},
     {"seed", required_argument, NULL, O_SEED},
     {"json", no_argument, NULL, O_JSON},
     {"progress-json", no_argument, NULL, O_PJSON},
@@ -305,6 +325,7 @@ static void parse_args(settings *st, int argc, char **argv) {
   st->cl.n = 1;
   st->cl.v[0] = CELLAR_CL_ONE;
   st->timeout_ms = 10000;
+  st->routing = CELLAR_ROUTE_TOKEN_AWARE;
   st->seed = 1;
   int have_duration = 0, dist = DIST_UNIFORM;
 
@@ -387,6 +408,13 @@ static void parse_args(settings *st, int argc, char **argv) {
         st->timeout_ms = (int)parse_u64("--timeout", optarg, 1, 3600000);
         break;
       case O_SEED: st->seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
+      case O_ROUTING:
+        if (!strcmp(optarg, "token-aware")) st->routing = CELLAR_ROUTE_TOKEN_AWARE;
+        else if (!strcmp(optarg, "spread")) st->routing = CELLAR_ROUTE_SPREAD;
+        else if (!strcmp(optarg, "none")) st->routing = CELLAR_ROUTE_NONE;
+        else bad_arg("--routing: '%s' is not token-aware, spread or none", optarg);
+        break;
+      case O_SPREAD: st->routing = CELLAR_ROUTE_SPREAD; break;
       case O_JSON: st->json = 1; break;
       case O_PJSON: st->progress_json = 1; break;
       case O_HELP: usage(stdout); exit(0);
@@ -552,6 +580,11 @@ struct bench {
   uint64_t late_starts;        /* grants more than LATE_NS after their due time */
   uint64_t max_lag_ns;
   uint64_t grants;
+
+  /* the client's per-node counters at the start and the end of the run
+  ** (design note 11) */
+  cellar_node_stats_t nodes_t0[MAX_NODES], nodes_t1[MAX_NODES];
+  size_t nnodes_t0, nnodes_t1;
 };
 
 static uint64_t now_ns(void) {
@@ -1277,6 +1310,20 @@ static void text_errors(const stats *s) {
   printf("\n");
 }
 
+/* Requests the run sent to node i of nodes_t1 (counters are cumulative:
+** the load phase's are taken off). */
+static uint64_t run_requests(const bench *b, size_t i) {
+  uint64_t before = 0;
+  for (size_t j = 0; j < b->nnodes_t0 && j < MAX_NODES; j++)
+    if (!strcmp(b->nodes_t0[j].address, b->nodes_t1[i].address))
+      before = b->nodes_t0[j].requests;
+  return b->nodes_t1[i].requests - before;
+}
+
+static size_t nodes_known(const bench *b) {
+  return b->nnodes_t1 < MAX_NODES ? b->nnodes_t1 : MAX_NODES;
+}
+
 static void print_text(bench *b, const char *peer, double secs, double load_secs,
                        uint64_t load_rows, uint64_t t_end) {
   const settings *st = &b->st;
@@ -1303,6 +1350,10 @@ static void print_text(bench *b, const char *peer, double secs, double load_secs
            "than 1 ms late, the latest by %.1f ms\n", st->rate, b->late_starts,
            b->grants, (double)b->max_lag_ns / 1e6);
   text_table(b, &b->run, secs, 1);
+  printf("requests per node (routing %s):", routing_names[st->routing]);
+  for (size_t i = 0; i < nodes_known(b); i++)
+    printf(" %s %" PRIu64 ";", b->nodes_t1[i].address, run_requests(b, i));
+  printf("\n");
   if (b->run.done[OP_READ] || b->run.failed[OP_READ]) {
     uint64_t reads = b->run.done[OP_READ];
     printf("reads that found no row: %" PRIu64 " (%.1f%%)\n", b->misses,
@@ -1391,6 +1442,13 @@ static void print_json(bench *b, const char *peer, double secs, double load_secs
   json_string(rcl);
   printf(",\"write_consistency\":");
   json_string(wcl);
+  printf(",\"routing\":\"%s\",\"requests_by_node\":{", routing_names[st->routing]);
+  for (size_t i = 0; i < nodes_known(b); i++) {
+    printf("%s", i ? "," : "");
+    json_string(b->nodes_t1[i].address);
+    printf(":%" PRIu64, run_requests(b, i));
+  }
+  printf("}");
   printf(",\"rate\":%.1f,\"keyspace\":", st->rate);
   json_string(st->keyspace);
   printf(",\"replication\":");
@@ -1548,6 +1606,7 @@ int main(int argc, char **argv) {
   o.consistency = st->wcl.v[0];
   o.request_timeout_ms = st->timeout_ms;
   o.max_in_flight = 0;
+  o.routing = st->routing;
   int rc = cellar_connect(&o, &b.client);
   if (rc != 0)
     die("cannot connect to %s: %s%s", st->hosts, cellar_err_name(rc),
@@ -1594,8 +1653,10 @@ int main(int argc, char **argv) {
     reset_stats(&b);
   }
 
+  cellar_client_stats(b.client, NULL, b.nodes_t0, MAX_NODES, &b.nnodes_t0);
   double secs = run_phase(&b, PHASE_RUN);
   uint64_t t_end = atomic_load(&b.run_t0) + (uint64_t)(secs * 1e9);
+  cellar_client_stats(b.client, NULL, b.nodes_t1, MAX_NODES, &b.nnodes_t1);
 
   /* stop the I/O thread before reading the final numbers; the peer's name
   ** is kept for the report */

@@ -517,6 +517,22 @@ int harness_create_keyspace(const node_proc *nodes, int count, const char *ks,
   return 0;
 }
 
+int harness_replica_of(cellar_client_t *c, const char *ks, const char *table, const char *key,
+                       const node_proc *n) {
+  char arg[512];
+  snprintf(arg, sizeof arg, "%s %s %s", ks, table, key);
+  cellar_result_t *r = NULL;
+  int yes = 0;
+  if (cellar_admin(c, "getendpoints", arg, &r) == 0)
+    for (size_t m = 0; m < cellar_result_member_count(r); m++) {
+      cellar_member_t mm;
+      cellar_result_member(r, m, &mm);
+      yes |= !strcmp(mm.address, n->addr);
+    }
+  cellar_result_free(r);
+  return yes;
+}
+
 int harness_put(cellar_client_t *c, const char *ks, const char *table, const char *key,
                 const char *value, cellar_consistency_t cl, char *msg, size_t msglen) {
   cellar_cell_t cell = {"v", 1, value, strlen(value)};

@@ -103,6 +103,11 @@ int harness_create_keyspace(const node_proc *nodes, int count, const char *ks,
                             const char *replication, const char *const *tables,
                             int seconds);
 
+/* 1 when node n is among the replicas of key in ks.table as c's node
+** tells (admin getendpoints), else 0. */
+int harness_replica_of(cellar_client_t *c, const char *ks, const char *table, const char *key,
+                       const node_proc *n);
+
 /* Writes value into column "v" of row (partition key, no clustering key)
 ** of ks.table at level cl. Returns cellar_put's code; msg (msglen bytes,
 ** may be NULL) gets the result's message. */

@@ -32,26 +32,14 @@ static void cleanup(void) {
 }
 
 static int start_node(int i) {
-  const char *dc = i < 2 ? "dc1" : "dc2";
-  const char *rack = i % 2 ? "r2" : "r1";
-  const char *extra[] = {"--seeds", seeds, "--dc", dc, "--rack", rack, "--gossip-interval",
-                         "200", "--write-request-timeout", "1000", "--read-request-timeout",
-                         "1000", NULL};
-  int rc = harness_node_start(&nodes[i], extra, 15000);
-  if (rc) return rc;
-  char cmd[5200];
-  snprintf(cmd, sizeof cmd, "for i in $(seq 1 100); do grep -qE 'cluster: (normal|first node)' "
-           "'%s' && exit 0; sleep 0.1; done; exit 1", nodes[i].log_path);
-  return system(cmd);
+  harness_member m = {.seeds = seeds, .dc = i < 2 ? "dc1" : "dc2", .rack = i % 2 ? "r2" : "r1",
+                      .read_timeout_ms = 1000, .write_timeout_ms = 1000};
+  return harness_member_start(&nodes[i], &m);
 }
 
 static cellar_client_t *client_of(int i) {
-  cellar_options_t o;
-  cellar_options_init(&o);
-  o.hosts = nodes[i].addr;
-  o.request_timeout_ms = 8000;
-  cellar_client_t *c = NULL;
-  CU_ASSERT_EQUAL_FATAL(cellar_connect(&o, &c), 0);
+  cellar_client_t *c = harness_connect(&nodes[i], CELLAR_ROUTE_TOKEN_AWARE, 8000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
   return c;
 }
 
@@ -63,28 +51,16 @@ static double now_ms(void) {
 
 static int put(cellar_client_t *c, const char *k, cellar_consistency_t cl, char *msg, size_t n,
                double *ms) {
-  cellar_cell_t cell = {"v", 1, k, strlen(k)};
-  cellar_row_t row = {NULL, 0, &cell, 1};
-  cellar_put_t p = {.keyspace = "geo", .table = "t", .partition = k, .partition_len = strlen(k),
-                    .rows = &row, .nrows = 1, .consistency = cl};
-  cellar_result_t *r = NULL;
   double t0 = now_ms();
-  int rc = cellar_put(c, &p, &r);
+  int rc = harness_put(c, "geo", "t", k, k, cl, msg, n);
   if (ms) *ms = now_ms() - t0;
-  if (msg) snprintf(msg, n, "%s", cellar_result_message(r));
-  cellar_result_free(r);
   return rc;
 }
 
 static int get(cellar_client_t *c, const char *k, cellar_consistency_t cl, double *ms) {
-  cellar_get_t g = {.keyspace = "geo", .table = "t", .partition = k, .partition_len = strlen(k),
-                    .consistency = cl};
-  cellar_result_t *r = NULL;
   double t0 = now_ms();
-  int rc = cellar_get(c, &g, &r);
+  int rc = harness_get(c, "geo", "t", k, cl, NULL, 0, NULL, 0);
   if (ms) *ms = now_ms() - t0;
-  if (rc == 0) rc = cellar_result_row_count(r) > 0;
-  cellar_result_free(r);
   return rc;
 }
 
@@ -94,36 +70,13 @@ static void test_forwarded_across_dcs(void) {
   for (int i = 0; i < N; i++) harness_node_init(&nodes[i], base, "127.0.0.1", i);
   snprintf(seeds, sizeof seeds, "%s", nodes[0].peer_addr);
   for (int i = 0; i < N; i++) CU_ASSERT_EQUAL_FATAL(start_node(i), 0);
-  cellar_client_t *c = client_of(0);
   /* every node sees every node up and normal before the schema goes out */
-  for (int t = 0; t < 100; t++) {
-    cellar_result_t *r = NULL;
-    int ok = 0;
-    if (cellar_admin(c, "status", NULL, &r) == 0)
-      for (size_t k = 0; k < cellar_result_member_count(r); k++) {
-        cellar_member_t m;
-        cellar_result_member(r, k, &m);
-        ok += m.up && !strcmp(m.status, "normal");
-      }
-    cellar_result_free(r);
-    if (ok == N) break;
-    usleep(100000);
-  }
-  CU_ASSERT_EQUAL_FATAL(cellar_create_keyspace(c, "geo", "NetworkTopologyStrategy:dc1=2,dc2=2",
-                                               0, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c, "geo", "t", NULL, 0, NULL), 0);
-  for (int i = 1; i < N; i++) {
-    int ok = 0;
-    for (int t = 0; t < 50 && !ok; t++) {
-      cellar_client_t *ci = client_of(i);
-      cellar_result_t *d = NULL;
-      ok = cellar_describe(ci, "geo", &d) == 0 && cellar_result_table_count(d) == 1;
-      cellar_result_free(d);
-      cellar_close(ci);
-      if (!ok) usleep(100000);
-    }
-    CU_ASSERT_FATAL(ok);
-  }
+  CU_ASSERT_EQUAL_FATAL(harness_wait_all_up(nodes, N, 30), 0);
+  static const char *const tables[] = {"t", NULL};
+  CU_ASSERT_EQUAL_FATAL(harness_create_keyspace(nodes, N, "geo",
+                                                "NetworkTopologyStrategy:dc1=2,dc2=2", tables,
+                                                10), 0);
+  cellar_client_t *c = client_of(0);
   char k[32];
   for (int i = 0; i < 30; i++) {
     snprintf(k, sizeof k, "sku%03d", i);

@@ -37,48 +37,30 @@ static void cleanup(void) {
 }
 
 static int wait_log(int i, const char *re, int seconds) {
-  char cmd[5200];
-  snprintf(cmd, sizeof cmd, "for i in $(seq 1 %d); do grep -qE '%s' '%s' && exit 0; sleep 0.1; "
-           "done; exit 1", seconds * 10, re, nodes[i].log_path);
-  return system(cmd);
+  return harness_wait_log(&nodes[i], 0, re, seconds);
 }
 
 static int start_node(int i) {
-  const char *extra[] = {"--seeds", seeds, "--gossip-interval", "200", NULL};
-  int rc = harness_node_start(&nodes[i], extra, 15000);
-  return rc ? rc : wait_log(i, "cluster: (normal|first node)", 60);
+  harness_member m = {.seeds = seeds, .ready_seconds = 60};
+  return harness_member_start(&nodes[i], &m);
 }
 
 static cellar_client_t *client_of(int i) {
-  cellar_options_t o;
-  cellar_options_init(&o);
-  o.hosts = nodes[i].addr;
-  o.request_timeout_ms = 8000;
-  cellar_client_t *c = NULL;
-  CU_ASSERT_EQUAL_FATAL(cellar_connect(&o, &c), 0);
+  cellar_client_t *c = harness_connect(&nodes[i], CELLAR_ROUTE_TOKEN_AWARE, 8000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
   return c;
 }
 
+/* Every row holds its own key as value. */
 static int put(cellar_client_t *c, const char *k, cellar_consistency_t cl) {
-  cellar_cell_t cell = {"v", 1, k, strlen(k)};
-  cellar_row_t row = {NULL, 0, &cell, 1};
-  cellar_put_t p = {.keyspace = "ks", .table = "t", .partition = k, .partition_len = strlen(k),
-                    .rows = &row, .nrows = 1, .consistency = cl};
-  return cellar_put(c, &p, NULL);
+  return harness_put(c, "ks", "t", k, k, cl, NULL, 0);
 }
 
+/* 1 when row k is there with its value, 0 when not, else the code. */
 static int get(cellar_client_t *c, const char *k, cellar_consistency_t cl) {
-  cellar_get_t g = {.keyspace = "ks", .table = "t", .partition = k, .partition_len = strlen(k),
-                    .consistency = cl};
-  cellar_result_t *r = NULL;
-  int rc = cellar_get(c, &g, &r);
-  if (rc == 0) {
-    size_t n = 0;
-    rc = cellar_result_row_count(r) == 1 &&
-         (cellar_result_cell_value(r, 0, 0, &n), n == strlen(k));
-  }
-  cellar_result_free(r);
-  return rc;
+  char got[64];
+  int rc = harness_get(c, "ks", "t", k, cl, got, sizeof got, NULL, 0);
+  return rc == 1 ? !strcmp(got, k) : rc;
 }
 
 static void *writer(void *arg) {
@@ -95,20 +77,9 @@ static void *writer(void *arg) {
   return NULL;
 }
 
-/* Is node i's client address among the replicas of key k, asked of c? */
+/* Is node i among the replicas of key k, asked of c? */
 static int replica_of(cellar_client_t *c, const char *k, int i) {
-  char arg[128];
-  snprintf(arg, sizeof arg, "ks t %s", k);
-  cellar_result_t *r = NULL;
-  int yes = 0;
-  if (cellar_admin(c, "getendpoints", arg, &r) == 0)
-    for (size_t m = 0; m < cellar_result_member_count(r); m++) {
-      cellar_member_t mm;
-      cellar_result_member(r, m, &mm);
-      yes |= !strcmp(mm.address, nodes[i].addr);
-    }
-  cellar_result_free(r);
-  return yes;
+  return harness_replica_of(c, "ks", "t", k, &nodes[i]);
 }
 
 /* Members in node i's status; *up_of: is node j up there (-1: absent);
@@ -156,11 +127,11 @@ static void test_decommission_and_removenode(void) {
   for (int i = 0; i < N; i++) harness_node_init(&nodes[i], base, "127.0.0.1", i);
   snprintf(seeds, sizeof seeds, "%s", nodes[0].peer_addr);
   for (int i = 0; i < N; i++) CU_ASSERT_EQUAL_FATAL(start_node(i), 0);
-  sleep(1);
+  CU_ASSERT_EQUAL_FATAL(harness_wait_all_up(nodes, N, 30), 0);
+  static const char *const tables[] = {"t", NULL};
+  CU_ASSERT_EQUAL_FATAL(harness_create_keyspace(nodes, N, "ks", "SimpleStrategy:2", tables, 10),
+                        0);
   cellar_client_t *c = client_of(0);
-  CU_ASSERT_EQUAL_FATAL(cellar_create_keyspace(c, "ks", "SimpleStrategy:2", 0, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c, "ks", "t", NULL, 0, NULL), 0);
-  sleep(1);
   char k[32];
   for (int i = 0; i < PRELOAD; i++) {
     snprintf(k, sizeof k, "p%05d", i);

@@ -55,13 +55,8 @@ static void sleep_ms(int ms) {
 }
 
 static int start_node(int i) {
-  const char *extra[] = {"--seeds", seeds, "--gossip-interval", "200", NULL};
-  int rc = harness_node_start(&nodes[i], extra, 15000);
-  if (rc) return rc;
-  char cmd[5200];
-  snprintf(cmd, sizeof cmd, "for i in $(seq 1 300); do grep -qE 'cluster: (normal|first node|restarting)' "
-           "'%s' && exit 0; sleep 0.1; done; exit 1", nodes[i].log_path);
-  return system(cmd);
+  harness_member m = {.seeds = seeds};
+  return harness_member_start(&nodes[i], &m);
 }
 
 static cellar_client_t *client_with(int i, cellar_routing_t routing, int spec_ms,
@@ -85,54 +80,18 @@ static cellar_client_t *pinned(int i) {
 
 static int put(cellar_client_t *c, const char *ks, const char *k, const char *v,
                cellar_consistency_t cl, char *msg, size_t msglen) {
-  cellar_cell_t cell = {"v", 1, v, strlen(v)};
-  cellar_row_t row = {NULL, 0, &cell, 1};
-  cellar_put_t p = {.keyspace = ks, .table = "t", .partition = k, .partition_len = strlen(k),
-                    .rows = &row, .nrows = 1, .consistency = cl};
-  cellar_result_t *r = NULL;
-  int rc = cellar_put(c, &p, &r);
-  if (msg) snprintf(msg, msglen, "%s", cellar_result_message(r));
-  cellar_result_free(r);
-  return rc;
+  return harness_put(c, ks, "t", k, v, cl, msg, msglen);
 }
 
 /* 1 and the value in out when found, 0 when absent, a negative code. */
 static int get(cellar_client_t *c, const char *ks, const char *k, cellar_consistency_t cl,
                char *out, size_t outlen) {
-  cellar_get_t g = {.keyspace = ks, .table = "t", .partition = k, .partition_len = strlen(k),
-                    .consistency = cl};
-  cellar_result_t *r = NULL;
-  int rc = cellar_get(c, &g, &r);
-  if (rc == 0) {
-    rc = cellar_result_row_count(r) > 0;
-    if (rc && out) {
-      size_t n;
-      const void *v = cellar_result_cell_value(r, 0, 0, &n);
-      snprintf(out, outlen, "%.*s", (int)n, (const char *)v);
-    }
-  }
-  cellar_result_free(r);
-  return rc;
+  return harness_get(c, ks, "t", k, cl, out, outlen, NULL, 0);
 }
 
 /* Waits until node `from` sees node `who` as up (1) or down (0). */
 static int wait_view(int from, int who, int up, int seconds) {
-  for (int t = 0; t < seconds * 5; t++) {
-    cellar_client_t *c = pinned(from);
-    cellar_result_t *r = NULL;
-    int seen = -1;
-    if (cellar_admin(c, "status", NULL, &r) == 0)
-      for (size_t k = 0; k < cellar_result_member_count(r); k++) {
-        cellar_member_t m;
-        cellar_result_member(r, k, &m);
-        if (!strcmp(m.address, nodes[who].addr)) seen = m.up && !strcmp(m.status, "normal");
-      }
-    cellar_result_free(r);
-    cellar_close(c);
-    if (seen == up) return 0;
-    usleep(200000);
-  }
-  return -1;
+  return harness_wait_view(&nodes[from], &nodes[who], up, seconds);
 }
 
 /* Index of node_proc whose address is addr, or -1. */
@@ -198,26 +157,12 @@ static void test_cluster_and_schema(void) {
   for (int i = 0; i < N; i++) harness_node_init(&nodes[i], base, "127.0.0.1", i);
   snprintf(seeds, sizeof seeds, "%s", nodes[0].peer_addr);
   for (int i = 0; i < N; i++) CU_ASSERT_EQUAL_FATAL(start_node(i), 0);
-  for (int i = 0; i < N; i++)
-    for (int j = 0; j < N; j++) CU_ASSERT_EQUAL_FATAL(wait_view(i, j, 1, 30), 0);
-  cellar_client_t *c = pinned(0);
-  CU_ASSERT_EQUAL_FATAL(cellar_create_keyspace(c, "ks1", "SimpleStrategy:1", 0, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c, "ks1", "t", NULL, 0, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(cellar_create_keyspace(c, "ks3", "SimpleStrategy:3", 0, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c, "ks3", "t", NULL, 0, NULL), 0);
-  cellar_close(c);
-  for (int i = 1; i < N; i++) {
-    int ok = 0;
-    for (int t = 0; t < 50 && !ok; t++) {
-      cellar_client_t *ci = pinned(i);
-      cellar_result_t *d = NULL;
-      ok = cellar_describe(ci, NULL, &d) == 0 && cellar_result_table_count(d) == 2;
-      cellar_result_free(d);
-      cellar_close(ci);
-      if (!ok) sleep_ms(100);
-    }
-    CU_ASSERT_FATAL(ok);
-  }
+  CU_ASSERT_EQUAL_FATAL(harness_wait_all_up(nodes, N, 30), 0);
+  static const char *const tables[] = {"t", NULL};
+  CU_ASSERT_EQUAL_FATAL(harness_create_keyspace(nodes, N, "ks1", "SimpleStrategy:1", tables, 10),
+                        0);
+  CU_ASSERT_EQUAL_FATAL(harness_create_keyspace(nodes, N, "ks3", "SimpleStrategy:3", tables, 10),
+                        0);
   g_ready = 1;
 }
 
@@ -386,8 +331,7 @@ static void test_dead_owner(void) {
   /* back for the next tests */
   g_ready = 0;
   CU_ASSERT_EQUAL_FATAL(start_node(2), 0);
-  for (int i = 0; i < N; i++)
-    for (int j = 0; j < N; j++) CU_ASSERT_EQUAL_FATAL(wait_view(i, j, 1, 60), 0);
+  CU_ASSERT_EQUAL_FATAL(harness_wait_all_up(nodes, N, 60), 0);
   g_ready = 1;
 }
 

@@ -12,8 +12,11 @@
 #       splits the run at the kill; per-second p99 from --progress-json).
 # cellar-bench is given the three nodes and connects to node 1 (the first
 # reachable host of --hosts); (d) kills another node, so that the node the
-# client connected to stays up. Whether requests also go to the other nodes
-# depends on libcellar (token-aware routing, when it has it).
+# client connected to stays up. With RF 3 on three nodes every node is a
+# replica of every key, so libcellar's default token-aware routing keeps
+# every request on node 1; the YCSB runs of (c) use cellar-bench --spread
+# (YCSB_ROUTING) so that the three nodes share the coordination, as many
+# clients would. (b) and (d) keep the default routing.
 # Prints a Markdown table on stdout. Stops only the processes it started (by
 # PID) and removes its temp dir (data dirs and, unless RESULTS_DIR is given,
 # the raw outputs).
@@ -32,6 +35,8 @@
 #                            temp dir, removed at the end like the data dirs
 #                            unless the script fails)
 #   CELLARD_FLAGS=""         extra flags for every cellard
+#   YCSB_ROUTING=spread      cellar-bench --routing of the (c) runs
+#                            (token-aware: all through node 1)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,6 +57,7 @@ PIPELINE=${PIPELINE:-1}
 KEY_SIZE=${KEY_SIZE:-16}
 VALUE_SIZE=${VALUE_SIZE:-100}
 CELLARD_FLAGS=${CELLARD_FLAGS:-}
+YCSB_ROUTING=${YCSB_ROUTING:-spread}
 
 for b in "$CELLARD" "$CELLAR_BENCH"; do
   [ -x "$b" ] || bench_die "$b not found or not executable (build first, or set CELLARD/CELLAR_BENCH)"
@@ -152,6 +158,13 @@ cellar_bench() {
   [ "$errs" = 0 ] || bench_log "warning: $name had $errs errors"
 }
 
+# "node n, ..." requests of run NAME per node, from its JSON
+ycsb_spread() {
+  "$PYTHON" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(", ".join("%s %d" % kv for kv in sorted(d.get("requests_by_node", {}).items())))' "$RESULTS_DIR/$1.json"
+}
+
 half() { "$PYTHON" -c 'import sys; print("%.0f" % (float(sys.argv[1]) / 2))' "$1"; }
 
 # ------------------------------------------- (a) one node, RF 1, ONE
@@ -176,15 +189,15 @@ cellar_bench b_three_quorum "$HOSTS" --replication SimpleStrategy:3 \
 # --------------------------------------------- (c) YCSB A and B, QUORUM
 # A's run first loads keys 0..KEYS-1 (at QUORUM) so that reads hit.
 cellar_bench c_a_peak "$HOSTS" --workload a --consistency QUORUM --load \
-  --duration "$DURATION"
+  --duration "$DURATION" --routing "$YCSB_ROUTING"
 cellar_bench c_b_peak "$HOSTS" --workload b --consistency QUORUM \
-  --duration "$DURATION"
+  --duration "$DURATION" --routing "$YCSB_ROUTING"
 RATE_A=$(half "$(bench_json "$RESULTS_DIR/c_a_peak.json" total.ops_per_sec)")
 RATE_B=$(half "$(bench_json "$RESULTS_DIR/c_b_peak.json" total.ops_per_sec)")
 cellar_bench c_a_half "$HOSTS" --workload a --consistency QUORUM \
-  --duration "$DURATION" --rate "$RATE_A"
+  --duration "$DURATION" --rate "$RATE_A" --routing "$YCSB_ROUTING"
 cellar_bench c_b_half "$HOSTS" --workload b --consistency QUORUM \
-  --duration "$DURATION" --rate "$RATE_B"
+  --duration "$DURATION" --rate "$RATE_B" --routing "$YCSB_ROUTING"
 
 # ------------------------------ (d) kill -9 of a node during YCSB A, QUORUM
 case "$KILL_RATE" in
@@ -274,7 +287,8 @@ PY
   echo
   echo "Keys $KEY_SIZE B, values $VALUE_SIZE B, key space $KEYS, $CONNECTIONS connections x $PIPELINE in flight,"
   echo "cellar-bench runs $DURATION s each. Three nodes on 127.0.0.1-3 (one datacenter, one rack),"
-  echo "keyspace SimpleStrategy:3; cellar-bench --hosts lists the three nodes and connects to node 1."
+  echo "keyspace SimpleStrategy:3; cellar-bench --hosts lists the three nodes and connects to node 1;"
+  echo "the YCSB runs use --routing $YCSB_ROUTING (requests per node: $(ycsb_spread c_a_peak))."
   echo "Latencies in µs, seen by the client."
   echo
   A_OPS=$(jv a_single_one total.ops_per_sec)
