@@ -5,7 +5,12 @@
 **         instance (which answers through a send callback that re-encodes
 **         the answer and decodes it again: encode/decode must round-trip);
 **   odd:  the rest is a SchemaSync; every decoded record goes through the
-**         schema record decoders.
+**         schema record decoders;
+**   except 43, 45 (repair, the frame types MERKLE_REQUEST and REPAIR_ROWS):
+**         a RepairRequest; 44, 46 (MERKLE_REPLY, REPAIR_ROWS_REPLY): a
+**         RepairReply whose tree goes through merkle_decode, and a decoded
+**         tree must diff empty against itself and re-encode to the same
+**         bytes; 47: the rest is a bare Merkle tree encoding.
 ** Nothing may crash, leak or trip a sanitizer.
 */
 #include <stdint.h>
@@ -13,6 +18,7 @@
 #include <string.h>
 #include "cellar/cellar.h"
 #include "gossip.h"
+#include "merkle.h"
 #include "schema.h"
 #include "wire_peer.h"
 
@@ -35,11 +41,45 @@ static uint64_t fz_wall(void *arg) {
   return 1800000000ull;
 }
 
+/* A tree that decodes must be self-consistent and round-trip. */
+static void fz_tree(const uint8_t *p, size_t n) {
+  merkle_tree t;
+  if (merkle_decode(p, n, &t) != 0) return;
+  size_t *d = NULL, nd = 1, len = 0;
+  if (merkle_diff(&t, &t, &d, &nd, NULL) != 0 || nd != 0) abort();
+  uint8_t *e = merkle_encode(&t, &len);
+  if (e == NULL || len != n || memcmp(e, p, n)) abort();
+  free(e);
+  for (size_t i = 0; i < ((size_t)1 << t.depth); i++) {
+    int64_t lo, hi;
+    merkle_leaf_range(&t, i, &lo, &hi);
+    if (lo <= hi && merkle_leaf_of(&t, lo) != i) abort();
+  }
+  sink += merkle_root(&t);
+  if (merkle_truncate(&t, t.depth / 2) != 0) abort();
+  merkle_free(&t);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   const uint8_t *p = data + 1;
   size_t n = size - 1;
-  if ((data[0] & 1) == 0) {
+  if (data[0] == 43 || data[0] == 45) {
+    wire_repair_req q;
+    if (wire_repair_req_decode(p, n, &q) != 0) return 0;
+    for (size_t i = 0; i < q.n; i++)
+      if (q.r[i][0] > q.r[i][1] || q.r[i][0] == INT64_MIN) abort();
+    sink += q.table_id + strlen(q.from) + strlen(q.cluster);
+    wire_repair_req_free(&q);
+  } else if (data[0] == 44 || data[0] == 46) {
+    wire_repair_reply a;
+    if (wire_repair_reply_decode(p, n, &a) != 0) return 0;
+    fz_tree(a.tree.p, a.tree.n);
+    for (size_t i = 0; i < a.n; i++) sink += a.parts[i].digest + a.parts[i].key.n;
+    wire_repair_reply_free(&a);
+  } else if (data[0] == 47) {
+    fz_tree(p, n);
+  } else if ((data[0] & 1) == 0) {
     wire_gossip wg;
     if (wire_gossip_decode(p, n, &wg) != 0) return 0;
     gossip_config cfg = {.cluster = wg.m.cluster, .host_id = "self", .generation = 1,
