@@ -17,6 +17,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "engine.h"
+#include "handoff.h"
 #include "log.h"
 #include "proxy.h"
 #include "repair.h"
@@ -30,6 +31,7 @@ typedef struct node {
   server *srv;
   cluster *cl;
   proxy *px;
+  handoff *ho;
   stream *st;
   repair *rp;
   uv_async_t stop_async;       /* woken by the signal handler */
@@ -137,6 +139,7 @@ static void cluster_stopped(void *arg) {
 static void drained(void *arg) {
   node *n = arg;
   if (n->st) stream_stop(n->st);
+  handoff_stop(n->ho);
   if (n->rp) repair_stop(n->rp);
   if (n->cl) cluster_stop(n->cl, cluster_stopped, n);
   else cluster_stopped(n);
@@ -268,6 +271,15 @@ int main(int argc, char **argv) {
     return 1;
   }
   n.px = px;
+  /* hinted handoff: counts the hints a previous run left (blocking) */
+  rc = handoff_new(n.loop, &cfg, &eng, n.cl, &n.ho);
+  if (rc) {
+    fprintf(stderr, "cellard: cannot read the hints: %s\n", cellar_strerror(rc));
+    return 1;
+  }
+  proxy_set_handoff(px, n.ho);
+  eng.ho = n.ho;
+  cluster_set_member_handler(n.cl, handoff_on_member, n.ho);
   if (stream_new(n.loop, &eng, n.cl, &n.st) != 0 ||
       repair_new(n.loop, &cfg, &eng, n.cl, &n.rp) != 0 || repair_start_timer(n.rp) != 0) {
     fprintf(stderr, "cellard: out of memory\n");
@@ -281,6 +293,7 @@ int main(int argc, char **argv) {
   if (rc == 0) server_set_proxy(n.srv, px);
   if (rc == 0) rc = server_start(n.srv);
   if (rc == 0) rc = cluster_start(n.cl);
+  if (rc == 0) rc = handoff_start(n.ho);
   if (rc) {
     fprintf(stderr, "cellard: cannot listen on %s:%d (clients) or %s:%d (peers)\n",
             cfg.listen_host, cfg.listen_port, cfg.peer_host, cfg.peer_port);
@@ -309,6 +322,7 @@ int main(int argc, char **argv) {
 
   server_free(n.srv);
   proxy_free(px);
+  handoff_free(n.ho);
   stream_free(n.st);
   repair_free(n.rp);
   cluster_free(n.cl);

@@ -138,6 +138,11 @@ struct cluster {
                                   result was fetched, or much later */
   left_mark *lefts;            /* members seen "left", forgotten later */
   size_t nlefts;
+  void (*member_fn)(void *, const char *, int);   /* up/down, for hints */
+  void *member_arg;
+  left_mark *downs;            /* members marked down, since when */
+  size_t ndowns;
+  uint64_t started_ns;
 };
 
 static uint64_t now_ns(void) { return clock_mono_ns(); }
@@ -207,6 +212,23 @@ static void io_send(void *arg, const char *to, const gossip_msg *m) {
 static void io_event(void *arg, const char *host, int ev) {
   cluster *c = arg;
   c->ring_dirty = 1;
+  if (ev == GOSSIP_EV_UP || ev == GOSSIP_EV_DOWN) {
+    /* "down since", for the hint window (a list: few members are down) */
+    size_t k = 0;
+    while (k < c->ndowns && strcmp(c->downs[k].host_id, host)) k++;
+    if (ev == GOSSIP_EV_UP && k < c->ndowns) c->downs[k] = c->downs[--c->ndowns];
+    if (ev == GOSSIP_EV_DOWN && k == c->ndowns) {
+      left_mark *d = realloc(c->downs, (c->ndowns + 1) * sizeof *d);
+      if (d) {
+        c->downs = d;
+        memset(&d[k], 0, sizeof d[k]);
+        snprintf(d[k].host_id, sizeof d[k].host_id, "%s", host);
+        d[k].since_ns = now_ns();
+        c->ndowns++;
+      }
+    }
+    if (c->member_fn) c->member_fn(c->member_arg, host, ev == GOSSIP_EV_UP);
+  }
   if (ev == GOSSIP_EV_UP) log_info("cluster: %s is UP", host);
   else if (ev == GOSSIP_EV_DOWN) {
     log_info("cluster: %s is DOWN", host);
@@ -1299,6 +1321,7 @@ int cluster_new(const cluster_options *o, cluster **out) {
   c->fatal = o->fatal;
   c->fatal_arg = o->fatal_arg;
   c->left = o->left;
+  c->started_ns = now_ns();
   snprintf(c->peer_addr, sizeof c->peer_addr, "%s:%d", o->cfg->peer_host, o->cfg->peer_port);
   snprintf(c->client_addr, sizeof c->client_addr, "%s:%d", o->cfg->listen_host,
            o->cfg->listen_port);
@@ -1461,6 +1484,7 @@ void cluster_free(cluster *c) {
   free(c->tokens);
   free(c->pulls);
   free(c->lefts);
+  free(c->downs);
   op_free(c->op);
   pthread_mutex_destroy(&c->mu);
   free(c);
@@ -1677,6 +1701,34 @@ int cluster_token_ranges(cluster *c, cluster_token_range **out, size_t *n) {
   *out = r;
   *n = k;
   return 0;
+}
+
+void cluster_member(cluster *c, const char *host_id, cluster_member_info *out) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&c->mu);
+  const gossip_endpoint *e = gossip_find(c->g, host_id);
+  const char *st = e ? e->states[GK_STATUS].value : NULL;
+  if (e == NULL) {
+    out->state = gossip_is_removed(c->g, host_id, 0) ? CLUSTER_MEMBER_GONE
+                                                     : CLUSTER_MEMBER_UNKNOWN;
+  } else if (st && !strcmp(st, "left")) {
+    out->state = CLUSTER_MEMBER_GONE;
+  } else {
+    out->state = e->is_self || e->alive ? CLUSTER_MEMBER_UP : CLUSTER_MEMBER_DOWN;
+    snprintf(out->peer_addr, sizeof out->peer_addr, "%s",
+             e->states[GK_PEER_ADDR].value ? e->states[GK_PEER_ADDR].value : "");
+  }
+  if (out->state == CLUSTER_MEMBER_DOWN) {
+    out->down_since_ns = c->started_ns;
+    for (size_t k = 0; k < c->ndowns; k++)
+      if (!strcmp(c->downs[k].host_id, host_id)) out->down_since_ns = c->downs[k].since_ns;
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+void cluster_set_member_handler(cluster *c, void (*fn)(void *, const char *, int), void *arg) {
+  c->member_fn = fn;
+  c->member_arg = arg;
 }
 
 int cluster_peer_failing(cluster *c, const char *addr) {

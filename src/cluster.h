@@ -145,6 +145,28 @@ int cluster_peer_failing(cluster *c, const char *addr);
 void cluster_set_fail_handler(cluster *c, void (*fn)(void *arg, const char *addr),
                               void *arg);
 
+/* What hinted handoff needs to know of one member (loop thread). */
+enum {
+  CLUSTER_MEMBER_UNKNOWN = 0,  /* not heard of (yet) */
+  CLUSTER_MEMBER_UP = 1,
+  CLUSTER_MEMBER_DOWN = 2,
+  CLUSTER_MEMBER_GONE = 3      /* left the cluster or removed */
+};
+typedef struct cluster_member_info {
+  int state;                   /* CLUSTER_MEMBER_* */
+  char peer_addr[80];
+  uint64_t down_since_ns;      /* DOWN: clock_mono_ns() when marked down
+                                  (or when this node started, if it never
+                                  saw the member up) */
+} cluster_member_info;
+void cluster_member(cluster *c, const char *host_id, cluster_member_info *out);
+/* fn(arg, host_id, up) when the failure detector marks a member up (1) or
+** down (0). Runs on the loop thread with the cluster's lock held: fn must
+** not call into the cluster (it may start a timer). */
+void cluster_set_member_handler(cluster *c,
+                                void (*fn)(void *arg, const char *host_id, int up),
+                                void *arg);
+
 /* A token range of one table to fetch on bootstrap: tokens lo..hi
 ** (inclusive, lo > INT64_MIN), from the node at source ("" = none alive). */
 typedef struct cluster_range {

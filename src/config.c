@@ -33,6 +33,10 @@ void config_defaults(config *c) {
   c->gossip_interval_ms = 1000;
   c->read_timeout_ms = 5000;
   c->write_timeout_ms = 2000;
+  c->hints_enabled = 1;
+  c->max_hint_window_ms = 3ull * 3600 * 1000;
+  c->max_hints_bytes = 1ull << 30;
+  c->hint_throttle_kib = 1024;
   c->repair_bytes_per_s = 16u << 20;
   c->repair_parallel = 1;
 }
@@ -121,6 +125,25 @@ static int size_in(const char *key, const char *value, uint64_t lo, uint64_t hi,
            (unsigned long long)lo, (unsigned long long)hi);
   if (config_parse_size(value, out) != 0 || *out < lo || *out > hi)
     return bad(err, errlen, key, value, why);
+  return 0;
+}
+
+/* Parses "3h", "90m", "30s", "500ms" or a plain number of milliseconds. */
+static int parse_duration_ms(const char *s, uint64_t *out) {
+  if (s == NULL || *s < '0' || *s > '9') return -1;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno) return -1;
+  uint64_t mul = 1;
+  if (*end == '\0' || !strcmp(end, "ms")) mul = 1;
+  else if (!strcmp(end, "s")) mul = 1000;
+  else if (!strcmp(end, "m")) mul = 60000;
+  else if (!strcmp(end, "h")) mul = 3600000;
+  else if (!strcmp(end, "d")) mul = 86400000;
+  else return -1;
+  if (v > UINT64_MAX / mul) return -1;
+  *out = (uint64_t)v * mul;
   return 0;
 }
 
@@ -221,6 +244,20 @@ int config_set(config *c, const char *key_in, const char *value, char *err,
   } else if (!strcmp(key, "gossip_interval")) {
     if (parse_int(value, 10, 60000, &n)) return bad(err, errlen, key, value, "expected 10..60000 (ms)");
     c->gossip_interval_ms = (int)n;
+  } else if (!strcmp(key, "hinted_handoff_enabled")) {
+    if (parse_bool(value, &c->hints_enabled)) return bad(err, errlen, key, value, "expected true or false");
+  } else if (!strcmp(key, "max_hint_window")) {
+    uint64_t ms;
+    if (parse_duration_ms(value, &ms) || ms > 30ull * 86400000)
+      return bad(err, errlen, key, value, "expected a duration up to 30d (e.g. 3h, 90m, 30s, 500ms)");
+    c->max_hint_window_ms = ms;
+  } else if (!strcmp(key, "max_hints_size_per_host")) {
+    if ((rc = size_in(key, value, 64u << 10, 1ull << 40, &sz, err, errlen))) return rc;
+    c->max_hints_bytes = sz;
+  } else if (!strcmp(key, "hinted_handoff_throttle")) {
+    if (parse_int(value, 0, 100000000, &n))
+      return bad(err, errlen, key, value, "expected 0..100000000 (KiB/s; 0 = unthrottled)");
+    c->hint_throttle_kib = (uint64_t)n;
   } else if (!strcmp(key, "node_name")) {
     if (strlen(value) >= sizeof c->node_name) return bad(err, errlen, key, value, "at most 63 bytes");
     snprintf(c->node_name, sizeof c->node_name, "%s", value);
@@ -338,6 +375,10 @@ const char *config_usage(void) {
     "  num_tokens N                     virtual nodes (16)\n"
     "  phi_convict_threshold X          failure detector threshold (8)\n"
     "  gossip_interval MS               (1000)\n"
+    "  hinted_handoff_enabled BOOL      keep writes for down replicas (true)\n"
+    "  max_hint_window DURATION         no hints for a replica down longer (3h)\n"
+    "  max_hints_size_per_host SIZE     disk for one replica's hints (1GiB)\n"
+    "  hinted_handoff_throttle KIB      replay rate, KiB/s for all (1024; 0 = off)\n"
     "  read_request_timeout MS          replicas' answers to a read (5000)\n"
     "  write_request_timeout MS         replicas' acks to a write (2000)\n"
     "  repair_stream_throughput SIZE    repair streaming per second (16MiB)\n"

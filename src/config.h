@@ -37,6 +37,13 @@ typedef struct config {
   int gossip_interval_ms;      /* gossip_interval = 1000 (ms) */
   int read_timeout_ms;         /* read_request_timeout = 5000 (ms) */
   int write_timeout_ms;        /* write_request_timeout = 2000 (ms) */
+  /* hinted handoff (docs/handoff.md) */
+  int hints_enabled;           /* hinted_handoff_enabled = true */
+  uint64_t max_hint_window_ms; /* max_hint_window = 3h: no hint for a node
+                                  down longer */
+  uint64_t max_hints_bytes;    /* max_hints_size_per_host = 1GiB (per target) */
+  uint64_t hint_throttle_kib;  /* hinted_handoff_throttle = 1024 (KiB/s, all
+                                  targets together; 0 = unthrottled) */
   uint64_t repair_bytes_per_s; /* repair_stream_throughput = 16MiB (per second) */
   int repair_parallel;         /* repair_parallel_ranges = 1 */
 } config;

@@ -19,6 +19,7 @@
 #include "cluster.h"
 #include "engine.h"
 #include "frame.h"
+#include "handoff.h"
 #include "log.h"
 #include "metrics.h"
 #include "repair.h"
@@ -215,7 +216,17 @@ static int do_admin(engine *e, const request *q, result *res) {
     keyspace_def kd;
     if (*ks && schema_get_keyspace(e->sc, ks, &kd) != 0)
       return result_error(res, CELLAR_ENOKEYSPACE, "unknown keyspace %s", ks);
-    if (!strcmp(cmd, "status")) return cluster_view_status(e->cl, *ks ? &kd : NULL, res);
+    if (!strcmp(cmd, "status")) {
+      rc = cluster_view_status(e->cl, *ks ? &kd : NULL, res);
+      /* members this node holds hints for: "hints.<host id>" = count */
+      for (size_t i = 0; rc == 0 && i < res->nmembers; i++) {
+        uint64_t n = handoff_pending(e->ho, res->members[i].host_id);
+        char hk[64];
+        snprintf(hk, sizeof hk, "hints.%s", res->members[i].host_id);
+        if (n) rc = result_add_info(res, hk, "%llu", (unsigned long long)n);
+      }
+      return rc;
+    }
     if (!*ks || !*tb || key == NULL)
       return result_error(res, CELLAR_EINVAL, "getendpoints needs KEYSPACE TABLE KEY");
     table_def td;
@@ -236,6 +247,11 @@ static int do_admin(engine *e, const request *q, result *res) {
       return result_error(res, CELLAR_EINVAL, "this node runs without a cluster");
     if (!strcmp(cmd, "repair_status")) return repair_status(e->rp, res);
     return repair_start(e->rp, q->argument ? q->argument : "", res);
+  } else if (!strcmp(cmd, "hints")) {
+    /* pending hints per target (handoff.h) */
+    if (e->ho == NULL)
+      return result_error(res, CELLAR_EINVAL, "this node runs without hinted handoff");
+    return handoff_view(e->ho, res);
   } else if (!strcmp(cmd, "metrics")) {
     return metrics_report(res);
   } else if (!strcmp(cmd, "flush")) {

@@ -12,6 +12,7 @@
 #include "storage.h"
 
 typedef struct cluster cluster;
+typedef struct handoff handoff;
 typedef struct repair repair;
 
 typedef struct engine {
@@ -21,6 +22,7 @@ typedef struct engine {
   const char *data_dir;        /* borrowed, snapshots go under it */
   uint32_t max_slice_rows;     /* cap on a slice page, default 1000 */
   cluster *cl;                 /* borrowed; NULL without a cluster (tests) */
+  handoff *ho;                 /* borrowed; NULL without hinted handoff */
   repair *rp;                  /* borrowed; NULL without a cluster (tests) */
 } engine;
 

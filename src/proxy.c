@@ -15,8 +15,13 @@
 **  3. Reads exchange raw entries, tombstones included, so the coordinator
 **     merges replicas with cell_merge exactly as a write would, then
 **     applies visibility once (storage_entries_to_result).
-**  4. Hints are not stored yet (the hinted handoff issue): a STORE_HINT
-**     action is counted and dropped.
+**  4. A STORE_HINT action goes to hinted handoff (handoff.h), which
+**     stores the mutation (or a timed-out repair's cells) for the replica.
+**     The request stays alive (a job) until the hint is written: at ANY
+**     the write counts it then (coord_on_hint_stored). Hints for this node
+**     itself are not kept, nor any when no handoff is set (counted in
+**     hints_dropped). REPLICA_ACKs of no request go to the handoff: they
+**     answer its replays.
 **  6. A failed connection to a replica is news before the failure
 **     detector (which needs ~18 silent gossip rounds) has any: requests
 **     waiting on it get an error at once (proxy_on_peer_failed), and new
@@ -43,6 +48,7 @@
 #include "clock.h"
 #include "coordinator.h"
 #include "frame.h"
+#include "handoff.h"
 #include "log.h"
 #include "proxy.h"
 #include "storage.h"
@@ -62,6 +68,7 @@ struct proxy {
   preq *buckets[BUCKETS];
   int stopping;
   int in_fail_walk;            /* proxy_on_peer_failed is not re-entrant */
+  handoff *ho;                 /* borrowed; NULL: hints are dropped */
   proxy_stats stats;
 };
 
@@ -384,6 +391,57 @@ static void send_repair(preq *r, uint32_t replica, const coord_cell *cells, size
   storage_entries_free(&e);
 }
 
+/* ------------------------------------------------------------- hints */
+
+typedef struct hint_job {
+  preq *r;
+  uint32_t replica;
+} hint_job;
+
+static void hint_stored(void *arg, int rc) {
+  hint_job *hj = arg;
+  preq *r = hj->r;
+  r->jobs--;
+  if (rc == 0 && r->co && !coord_finished(r->co)) {
+    coord_on_hint_stored(r->co, hj->replica);
+    drain(r);
+  }
+  free(hj);
+  free_if_done(r);
+}
+
+/* Design note 4. */
+static void store_hint(preq *r, const coord_action *a) {
+  proxy *p = r->p;
+  if (p->ho == NULL || a->replica >= r->nrep || r->reps[a->replica].is_self) {
+    p->stats.hints_dropped++;
+    return;
+  }
+  storage_entries cells;
+  storage_entries_init(&cells);
+  const storage_entry *e = r->mut.e;
+  size_t n = r->mut.n;
+  int rc = 0;
+  if (a->ncells) {            /* a read repair that timed out */
+    rc = cells_to_entries(a->cells, a->ncells, &cells);
+    e = cells.e;
+    n = cells.n;
+  }
+  hint_job *hj = rc == 0 ? malloc(sizeof *hj) : NULL;
+  if (hj) {
+    hj->r = r;
+    hj->replica = a->replica;
+    r->jobs++;
+    rc = handoff_store(p->ho, r->reps[a->replica].host_id, e, n, r->t.gc_grace, hint_stored, hj);
+    if (rc) {
+      r->jobs--;
+      free(hj);
+    }
+  }
+  if (hj == NULL || rc) p->stats.hints_dropped++;
+  storage_entries_free(&cells);
+}
+
 /* Runs the coordinator's queued actions (they may queue more). */
 static void drain(preq *r) {
   coord_action a;
@@ -396,7 +454,7 @@ static void drain(preq *r) {
       send_apply(r, a.replica, r->mut.e, r->mut.n, a.forward, a.nforward);
       break;
     case COORD_STORE_HINT:
-      r->p->stats.hints_dropped++;   /* design note 4 */
+      store_hint(r, &a);   /* design note 4 */
       break;
     case COORD_SEND_DATA:
       send_read(r, a.replica, 0);
@@ -438,6 +496,8 @@ int proxy_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl, prox
 }
 
 void proxy_free(proxy *p) { free(p); }
+
+void proxy_set_handoff(proxy *p, handoff *ho) { p->ho = ho; }
 
 void proxy_get_stats(const proxy *p, proxy_stats *out) { *out = p->stats; }
 
@@ -538,6 +598,7 @@ void proxy_submit(proxy *p, request *req, proxy_done done, void *arg) {
 
 void proxy_on_peer_failed(void *arg, const char *addr) {
   proxy *p = arg;
+  handoff_on_peer_failed(p->ho, addr);
   if (p->in_fail_walk) return;   /* a send inside the walk failed at once */
   p->in_fail_walk = 1;
   for (size_t b = 0; b < BUCKETS; b++) {
@@ -579,6 +640,11 @@ static void on_ack(proxy *p, const uint8_t *payload, size_t len) {
   wire_ack a;
   if (wire_ack_decode(payload, len, &a) != 0) return;
   preq *r = find(p, a.id);
+  if (r == NULL && p->ho) {     /* design note 4: a hint replay's answer */
+    handoff_on_ack(p->ho, a.id, a.host_id, a.code);
+    wire_ack_free(&a);
+    return;
+  }
   int i = r ? replica_of(r, a.host_id) : -1;
   if (i >= 0 && r->co && !coord_finished(r->co)) {
     if (a.code) coord_on_error(r->co, (uint32_t)i, a.code);

@@ -27,6 +27,11 @@ int proxy_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl,
               proxy **out);
 void proxy_free(proxy *p);
 
+/* Hinted handoff for STORE_HINT actions and replay acks (borrowed; it
+** must outlive the proxy). Without one, hints are counted and dropped. */
+typedef struct handoff handoff;
+void proxy_set_handoff(proxy *p, handoff *ho);
+
 /*
 ** Called when the answer of a submitted request is ready: frame is one
 ** complete encoded response frame (malloc'd; ownership passes to the

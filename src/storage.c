@@ -6,8 +6,8 @@
 **
 **  1. Column families: "default" holds table data, one RocksDB key per cell
 **     plus one per partition tombstone and per row tombstone (keys.h);
-**     "system" holds node state (schema); "hints" is reserved for hinted
-**     handoff. Only the data CF has the compaction filter. All three share
+**     "system" holds node state (schema); "hints" holds hinted handoff's
+**     hints (hints.h has their format). Only the data CF has the compaction filter. All three share
 **     one LRU block cache; data and hints tables carry a 10-bit bloom filter.
 **
 **  2. One version per key. Every write is a list of raw entries (encoded
@@ -491,6 +491,60 @@ int storage_system_scan(storage *s, const void *prefix, size_t np,
   if (rc == 0) rocksdb_iter_get_error(it, &err);
   rocksdb_iter_destroy(it);
   return err ? rocks_failed("system scan", err) : rc;
+}
+
+/* ------------------------------------------------------------- hints CF */
+
+int storage_hints_write(storage *s, const storage_entry *put, size_t nput,
+                        const cbytes *del, size_t ndel) {
+  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  for (size_t i = 0; i < nput; i++)
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_HINTS], (const char *)put[i].key.p, put[i].key.n,
+                              (const char *)put[i].value.p, put[i].value.n);
+  for (size_t i = 0; i < ndel; i++)
+    rocksdb_writebatch_delete_cf(wb, s->cf[CF_HINTS], (const char *)del[i].p, del[i].n);
+  char *err = NULL;
+  rocksdb_write(s->db, s->wo, wb, &err);
+  rocksdb_writebatch_destroy(wb);
+  return err ? rocks_failed("hints write", err) : 0;
+}
+
+int storage_hints_scan(storage *s, const void *prefix, size_t np, const void *after,
+                       size_t nafter, int (*cb)(void *arg, cbytes key, cbytes value),
+                       void *arg) {
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CF_HINTS]);
+  int rc = 0;
+  if (nafter) rocksdb_iter_seek(it, after, nafter);
+  else rocksdb_iter_seek(it, prefix, np);
+  for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    size_t nk, nv;
+    const char *k = rocksdb_iter_key(it, &nk);
+    if (nk < np || (np && memcmp(k, prefix, np) != 0)) break;
+    if (nafter && nk == nafter && !memcmp(k, after, nk)) continue;   /* after: exclusive */
+    const char *v = rocksdb_iter_value(it, &nv);
+    rc = cb(arg, CBYTES(k, nk), CBYTES(v, nv));
+    if (rc) break;
+  }
+  char *err = NULL;
+  if (rc == 0) rocksdb_iter_get_error(it, &err);
+  rocksdb_iter_destroy(it);
+  return err ? rocks_failed("hints scan", err) : rc;
+}
+
+int storage_hints_drop(storage *s, const void *prefix, size_t np) {
+  if (np == 0 || np > 255) return CELLAR_EINVAL;
+  /* the end of the prefix range: the prefix with its last byte raised
+  ** (hint prefixes end in a host id byte, never 0xff) */
+  uint8_t hi[256];
+  memcpy(hi, prefix, np);
+  size_t nhi = np;
+  while (nhi > 0 && hi[nhi - 1] == 0xff) nhi--;
+  if (nhi == 0) return CELLAR_EINVAL;
+  hi[nhi - 1]++;
+  char *err = NULL;
+  rocksdb_delete_range_cf(s->db, s->wo, s->cf[CF_HINTS], prefix, np, (const char *)hi, nhi,
+                          &err);
+  return err ? rocks_failed("hints drop", err) : 0;
 }
 
 /* ---------------------------------------------------------- entry lists */

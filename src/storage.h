@@ -3,7 +3,7 @@
 **
 ** Three column families: "default" holds table data (one RocksDB key per
 ** cell, plus partition and row tombstones), "system" holds node state such as
-** the schema, "hints" is reserved for hinted handoff. Key and value formats
+** the schema, "hints" holds hinted handoff's hints. Key and value formats
 ** are in keys.h / cell.h and docs/storage.md.
 **
 ** Every function taking a storage blocks on RocksDB: call them from worker
@@ -272,5 +272,23 @@ int storage_info(storage *s, result *out);
 /* Counts RocksDB keys (raw, tombstones included) under a table id: a test
 ** hook to show that compaction purged them. */
 int storage_count_raw(storage *s, uint64_t table_id, uint64_t *count);
+
+/* ------------------------------------------------------------ hints CF
+** Hinted handoff's hints (hints.h: key and value formats). Written with
+** the data's write options: in the WAL before the call returns. */
+
+/* Puts and deletes hint keys in ONE atomic batch. 0 or CELLAR_ESTORAGE. */
+int storage_hints_write(storage *s, const storage_entry *put, size_t nput,
+                        const cbytes *del, size_t ndel);
+/* Calls cb for each hint key starting with prefix, in key order, from the
+** first key after `after` (exclusive; nafter 0: from the prefix). cb's
+** bytes are borrowed for the call; a non-zero return stops the scan and is
+** returned. */
+int storage_hints_scan(storage *s, const void *prefix, size_t np,
+                       const void *after, size_t nafter,
+                       int (*cb)(void *arg, cbytes key, cbytes value),
+                       void *arg);
+/* Deletes every hint key starting with prefix (a range delete). */
+int storage_hints_drop(storage *s, const void *prefix, size_t np);
 
 #endif

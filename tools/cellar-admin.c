@@ -11,6 +11,7 @@
 ** message on stderr names what), 2 usage error.
 **   cellar-admin [-h HOST:PORT] status [KS] | ring | getendpoints KS TABLE KEY
 **   cellar-admin [-h HOST:PORT] decommission | removenode HOSTID
+**   cellar-admin [-h HOST:PORT] hints
 **   cellar-admin [-h HOST:PORT] repair [KS [TABLE]] [--range LO:HI] [--dc DC]
 **                [--primary]
 */
@@ -42,6 +43,8 @@ static void usage(FILE *f) {
     "  compact             compact the node's storage\n"
     "  flush               flush memtables to disk\n"
     "  snapshot NAME       take a snapshot (RocksDB checkpoint) named NAME\n"
+    "  hints               hints this node holds for other nodes: per target,\n"
+    "                      count, bytes, age of the oldest, replay state\n"
     "  status [KS]         members per datacenter, like nodetool status\n"
     "                      (ownership effective for keyspace KS when given)\n"
     "  ring                every token of the ring and its owner\n"
@@ -447,7 +450,15 @@ static int member_cmp(const void *a, const void *b) {
   return c ? c : strcmp(x->address, y->address);
 }
 
-static void print_members_json(const cellar_member_t *m, size_t n) {
+/* Hints the answering node holds for member host_id ("hints.<host id>" of
+** an ADMIN status answer), 0 when none. */
+static unsigned long long member_hints(cellar_result_t *res, const char *host_id) {
+  char key[64];
+  snprintf(key, sizeof key, "hints.%s", host_id);
+  return res ? strtoull(info_get(res, key), NULL, 10) : 0;
+}
+
+static void print_members_json(const cellar_member_t *m, size_t n, cellar_result_t *res) {
   printf("[");
   for (size_t i = 0; i < n; i++) {
     printf("%s{\"host_id\":", i ? "," : "");
@@ -467,6 +478,7 @@ static void print_members_json(const cellar_member_t *m, size_t n) {
            m[i].up ? "true" : "false", (unsigned long long)m[i].load, m[i].tokens,
            m[i].owns, (unsigned long long)m[i].generation, m[i].phi);
     json_string(m[i].schema);
+    if (res) printf(",\"hints\":%llu", member_hints(res, m[i].host_id));
     printf("}");
   }
   printf("]");
@@ -495,7 +507,7 @@ static int cmd_members(cellar_client_t *c, const char *host, const char *command
       json_string(ks);
     }
     printf(",\"members\":");
-    print_members_json(m, n);
+    print_members_json(m, n, strcmp(command, "status") ? NULL : res);
     printf("}\n");
   } else if (!strcmp(command, "getendpoints")) {
     for (size_t i = 0; i < n; i++) printf("%s\n", m[i].address);
@@ -506,19 +518,79 @@ static int cmd_members(cellar_client_t *c, const char *host, const char *command
         printf("%sDatacenter: %s\n", i ? "\n" : "", m[i].datacenter);
         for (size_t k = 0; k < l; k++) putchar('=');
         printf("\nStatus=Up/Down\n|/ State=Normal/Leaving/Joining/Moving\n");
-        printf("--  %-21s  %-10s  %-6s  %-16s  %-36s  %s\n", "Address", "Load", "Tokens",
-               ks ? "Owns (effective)" : "Owns", "Host ID", "Rack");
+        printf("--  %-21s  %-10s  %-6s  %-16s  %-36s  %-8s  %s\n", "Address", "Load", "Tokens",
+               ks ? "Owns (effective)" : "Owns", "Host ID", "Rack", "Hints");
       }
       char load[32];
       human_bytes(m[i].load, load, sizeof load);
       char owns[16];
       snprintf(owns, sizeof owns, "%.1f%%", m[i].owns * 100);
-      printf("%c%c  %-21s  %-10s  %-6u  %-16s  %-36s  %s\n", m[i].up ? 'U' : 'D',
+      /* Hints: how many this node holds for the member (cellar-admin hints) */
+      printf("%c%c  %-21s  %-10s  %-6u  %-16s  %-36s  %-8s  %llu\n", m[i].up ? 'U' : 'D',
              state_letter(m[i].status), m[i].address, load, m[i].tokens, owns,
-             m[i].host_id, m[i].rack);
+             m[i].host_id, m[i].rack, member_hints(res, m[i].host_id));
     }
   }
   free(m);
+  cellar_result_free(res);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- hints */
+
+/* "hints": the ADMIN answer's "hints.<host id>" pairs, whose values are
+** "count bytes oldest_age_s state replayed expired failures". */
+static int cmd_hints(cellar_client_t *c, const char *host, int json) {
+  cellar_result_t *res = NULL;
+  int rc = cellar_admin(c, "hints", NULL, &res);
+  if (rc != 0) {
+    int st = failed("hints", host, rc, res);
+    if (json) json_failure(host, "hints", rc, res ? cellar_result_message(res) : "");
+    cellar_result_free(res);
+    return st;
+  }
+  if (json) {
+    printf("{\"node\":");
+    json_string(host);
+    printf(",\"command\":\"hints\",\"total\":%s,\"throttle_kib\":%s,\"targets\":[",
+           *info_get(res, "hints.total") ? info_get(res, "hints.total") : "0",
+           *info_get(res, "hints.throttle_kib") ? info_get(res, "hints.throttle_kib") : "0");
+  } else {
+    printf("hints pending: %s, for %s nodes (replay throttle %s KiB/s)\n",
+           info_get(res, "hints.total"), info_get(res, "hints.targets"),
+           info_get(res, "hints.throttle_kib"));
+  }
+  int first = 1;
+  for (size_t i = 0; i < cellar_result_info_count(res); i++) {
+    const char *k = cellar_result_info_key(res, i);
+    if (strncmp(k, "hints.", 6) || !strcmp(k, "hints.total") || !strcmp(k, "hints.targets") ||
+        !strcmp(k, "hints.throttle_kib"))
+      continue;
+    unsigned long long count = 0, bytes = 0, replayed = 0, expired = 0, failures = 0;
+    long long oldest = -1;
+    char state[24] = "?";
+    sscanf(cellar_result_info_value(res, i), "%llu %llu %lld %23s %llu %llu %llu", &count, &bytes,
+           &oldest, state, &replayed, &expired, &failures);
+    if (json) {
+      printf("%s{\"host_id\":", first ? "" : ",");
+      json_string(k + 6);
+      printf(",\"hints\":%llu,\"bytes\":%llu,\"oldest_age_s\":%lld,\"state\":", count, bytes,
+             oldest);
+      json_string(state);
+      printf(",\"replayed\":%llu,\"expired\":%llu,\"failures\":%llu}", replayed, expired,
+             failures);
+    } else {
+      if (first)
+        printf("%-36s  %10s  %10s  %10s  %-9s  %10s  %8s  %8s\n", "Target host id", "Hints",
+               "Bytes", "Oldest (s)", "State", "Replayed", "Expired", "Failures");
+      char hb[32];
+      human_bytes(bytes, hb, sizeof hb);
+      printf("%-36s  %10llu  %10s  %10lld  %-9s  %10llu  %8llu  %8llu\n", k + 6, count, hb, oldest,
+             state, replayed, expired, failures);
+    }
+    first = 0;
+  }
+  if (json) printf("]}\n");
   cellar_result_free(res);
   return 0;
 }
@@ -753,6 +825,14 @@ int main(int argc, char **argv) {
     if (!rm && npos != 1) usage_error("%s: takes no arguments", cmd);
     cellar_client_t *cl = connect_or_die(host, timeout_ms);
     int st = cmd_lifecycle(cl, host, cmd, rm ? pos[1] : NULL, json);
+    cellar_close(cl);
+    return st;
+  }
+
+  if (!strcmp(cmd, "hints")) {
+    if (npos != 1) usage_error("%s: takes no arguments", cmd);
+    cellar_client_t *cl = connect_or_die(host, timeout_ms);
+    int st = cmd_hints(cl, host, json);
     cellar_close(cl);
     return st;
   }
