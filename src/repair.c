@@ -97,6 +97,8 @@ struct repair {
   task *tasks;
   size_t ntasks, next, active, ndone;
   uint64_t compared, nfailed, mismatches, parts_differing, rows, bytes, entries;
+  uint64_t range_bytes, range_parts;   /* what the first replica holds */
+  uint64_t exchange_bytes;     /* trees and digest lists received */
   uint64_t started_ns, finished_ns;
   uint64_t throttle_until_ns;
   uint64_t next_id;
@@ -484,6 +486,10 @@ static void do_send_orders(repair *r, task *t, uint64_t bytes, uint64_t rows) {
 static void do_compare_trees(repair *r, task *t) {
   r->compared++;
   metrics_add(METRIC_REPAIR_RANGES, 1);
+  for (size_t l = 0; l < ((size_t)1 << t->reps[0].tree.depth); l++) {
+    r->range_bytes += t->reps[0].tree.leaves[l].bytes;
+    r->range_parts += t->reps[0].tree.leaves[l].partitions;
+  }
   unsigned depth = MERKLE_MAX_DEPTH;
   for (size_t i = 0; i < t->nreps; i++)
     if (t->reps[i].tree.depth < depth) depth = t->reps[i].tree.depth;
@@ -678,6 +684,7 @@ static void on_reply(repair *r, int is_tree, const uint8_t *payload, size_t len)
     wire_repair_reply_free(&a);
     return;
   }
+  r->exchange_bytes += len;
   if (a.code) {
     char msg[160];
     snprintf(msg, sizeof msg, "%s answered %s", p->host_id,
@@ -952,6 +959,9 @@ static int do_report(repair *r, result *res) {
   result_add_info(res, "rows_streamed", "%" PRIu64, r->rows);
   result_add_info(res, "bytes_streamed", "%" PRIu64, r->bytes);
   result_add_info(res, "entries_applied", "%" PRIu64, r->entries);
+  result_add_info(res, "replica_bytes", "%" PRIu64, r->range_bytes);
+  result_add_info(res, "replica_partitions", "%" PRIu64, r->range_parts);
+  result_add_info(res, "exchange_bytes", "%" PRIu64, r->exchange_bytes);
   result_add_info(res, "elapsed_ms", "%" PRIu64, (end - r->started_ns) / 1000000);
   return result_add_info(res, "error", "%s", r->error);
 }
@@ -1028,6 +1038,7 @@ int repair_start(repair *r, const char *args, result *res) {
   r->next = r->active = r->ndone = 0;
   r->compared = r->nfailed = r->mismatches = r->parts_differing = 0;
   r->rows = r->bytes = r->entries = 0;
+  r->range_bytes = r->range_parts = r->exchange_bytes = 0;
   r->error[0] = '\0';
   r->has_run = r->running = 1;
   r->failed = 0;

@@ -80,7 +80,10 @@ void repair_on_frame(repair *r, const frame_header *h,
 ** the last repair: repair (none, running, done, failed), scope, ranges,
 ** ranges_done, ranges_compared, ranges_failed, mismatches (differing
 ** leaves), partitions_differing, rows_streamed, bytes_streamed,
-** entries_applied, elapsed_ms, error.
+** entries_applied, replica_bytes and replica_partitions (what one replica,
+** the first asked, holds in the compared ranges: what streaming them whole
+** would move), exchange_bytes (trees and digest lists received),
+** elapsed_ms, error.
 */
 int repair_start(repair *r, const char *args, result *res);
 int repair_status(repair *r, result *res);

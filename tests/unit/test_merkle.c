@@ -69,9 +69,10 @@ static void test_build_known(void) {
   merkle_free(&u);
   merkle_free(&t);
   CU_ASSERT_EQUAL(merkle_depth_for(0), 0);
-  CU_ASSERT_EQUAL(merkle_depth_for(4), 0);
-  CU_ASSERT_EQUAL(merkle_depth_for(5), 1);
-  CU_ASSERT_EQUAL(merkle_depth_for(4096), 10);
+  CU_ASSERT_EQUAL(merkle_depth_for(MERKLE_PARTITIONS_PER_LEAF), 0);
+  CU_ASSERT_EQUAL(merkle_depth_for(MERKLE_PARTITIONS_PER_LEAF + 1), 1);
+  CU_ASSERT_EQUAL(merkle_depth_for(MERKLE_PARTITIONS_PER_LEAF << 10), 10);
+  CU_ASSERT_EQUAL(merkle_depth_for((MERKLE_PARTITIONS_PER_LEAF << 10) + 1), 11);
   CU_ASSERT_EQUAL(merkle_depth_for(UINT64_MAX), MERKLE_MAX_DEPTH);
 }
 
