@@ -431,7 +431,7 @@ static void test_layout(void) {
 ** the same as the stored cell (cell.h prefix: version, flags, timestamp,
 ** clock length varint). Real node ids and incarnation 1; counters as a
 ** year of writes would leave them (3 bytes). */
-static size_t bytes_for_writers(int k, size_t nvalue, size_t *ctx_bytes) {
+static size_t bytes_for_writers(int k, size_t nvalue, uint64_t floor, size_t *ctx_bytes) {
   dvv s;
   dvv_init(&s);
   dvv_vv ctx;
@@ -442,7 +442,7 @@ static size_t bytes_for_writers(int k, size_t nvalue, size_t *ctx_bytes) {
   dvv_write w = {1700000000000000ll, 0, 0, CBYTES(val, nvalue)};
   for (int i = 0; i < k; i++) {
     snprintf(host, sizeof host, "00000000-0000-4000-8000-%012d", i + 1);
-    dvv_vv_raise(&ctx, dvv_actor_of(host, 1), 20000);   /* 3-byte counters */
+    dvv_vv_raise(&ctx, dvv_actor_of(host, 1), floor);   /* floor 0: counter 1 */
     dvv_event(&s, &ctx, dvv_actor_of(host, 1), &w, 0, NULL);
     dvv_join(&s, &ctx);
   }
@@ -455,9 +455,15 @@ static size_t bytes_for_writers(int k, size_t nvalue, size_t *ctx_bytes) {
 
 static void test_sizes(void) {
   size_t ctx1, ctx3, ctx6;
-  size_t b1 = bytes_for_writers(1, 0, &ctx1);
-  size_t b3 = bytes_for_writers(3, 0, &ctx3);
-  size_t b6 = bytes_for_writers(6, 0, &ctx6);
+  /* counters below 128 (one byte) */
+  CU_ASSERT_EQUAL(bytes_for_writers(1, 5, 0, &ctx1), 24 + 5);
+  CU_ASSERT_EQUAL(bytes_for_writers(3, 5, 0, &ctx3), 46 + 5);
+  CU_ASSERT_EQUAL(bytes_for_writers(6, 5, 0, &ctx6), 79 + 5);
+  CU_ASSERT(ctx1 == 16 && ctx3 == 36 && ctx6 == 66);
+  /* counters past 16384 (three bytes) */
+  size_t b1 = bytes_for_writers(1, 0, 20000, &ctx1);
+  size_t b3 = bytes_for_writers(3, 0, 20000, &ctx3);
+  size_t b6 = bytes_for_writers(6, 0, 20000, &ctx6);
   /* per entry: node 8, incarnation 1, counter 3, sibling count 1 */
   CU_ASSERT_EQUAL(b1, 1 + 1 + 13 + 11);
   CU_ASSERT_EQUAL(b3, b1 + 2 * 13);
@@ -465,7 +471,7 @@ static void test_sizes(void) {
   /* stored cell today (no clock): 10 + value; with the set as the clock
   ** (value inside the set): 10 + 1 (clock length) + set */
   printf("\n    set bytes (value excluded), 1/3/6 writers: %zu/%zu/%zu;"
-         " stored cell overhead vs today's 10: %zu/%zu/%zu;"
+         " stored cell (10 + 1 + set): %zu/%zu/%zu;"
          " context: %zu/%zu/%zu\n",
          b1, b3, b6, 11 + b1, 11 + b3, 11 + b6, ctx1, ctx3, ctx6);
   CU_ASSERT_EQUAL(ctx1, 1 + 4 + 1 + 12);

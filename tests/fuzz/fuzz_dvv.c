@@ -1,0 +1,169 @@
+/*
+** fuzz_dvv: libFuzzer target for the version-vector decoders (dvv.h) and
+** the algebra of what they accept.
+**
+** Input: u8 mode, u16 big-endian split, then bytes.
+**   mode bit 0 clear: bytes[0..split) and bytes[split..) are two encoded
+**                     sets (a split past the end: one set, the whole rest);
+**   mode bit 0 set:   bytes are an encoded client context.
+**
+** Every decoded set must re-encode to exactly its input (one set, one
+** encoding), survive encode/decode, and merge commutatively, associatively
+** and idempotently with the other set and with itself after a write
+** (dvv_event with its own context, which must leave one sibling). A
+** decoded context must re-encode to its input and drive a write. Anything
+** refused must be refused with CELLAR_EPROTO or CELLAR_ETOOBIG. Any
+** failed check aborts; libFuzzer's leak checker sees every allocation.
+**
+** Seeds: tests/fuzz/corpus-dvv (written by hand, see docs/versions.md).
+*/
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cellar/cellar.h"
+#include "dvv.h"
+
+#define CHECK(x) do { if (!(x)) abort(); } while (0)
+
+static void check_canonical(const dvv *s, const uint8_t *p, size_t n) {
+  size_t m = dvv_encoded_size(s);
+  CHECK(m == n);
+  uint8_t *b = malloc(m);
+  CHECK(b != NULL);
+  CHECK(dvv_encode(s, b) == m);
+  CHECK(memcmp(b, p, n) == 0);
+  free(b);
+}
+
+static void check_round_trip(const dvv *s) {
+  size_t m = dvv_encoded_size(s);
+  uint8_t *b = malloc(m);
+  CHECK(b != NULL);
+  dvv_encode(s, b);
+  dvv d;
+  dvv_init(&d);
+  CHECK(dvv_decode(b, m, &d) == 0);
+  CHECK(dvv_equal(s, &d));
+  dvv_close(&d);
+  free(b);
+}
+
+static int decode_one(const uint8_t *p, size_t n, dvv *s) {
+  int rc = dvv_decode(p, n, s);
+  CHECK(rc == 0 || rc == CELLAR_EPROTO || rc == CELLAR_ETOOBIG);
+  if (rc == 0) {
+    check_canonical(s, p, n);
+    for (size_t i = 0; i < dvv_count(s); i++)
+      CHECK(dvv_vv_covers(&s->clock, dvv_sibling(s, i)->dot));
+  } else {
+    CHECK(dvv_count(s) == 0 && s->clock.n == 0);
+  }
+  return rc;
+}
+
+/* merged = x ∪ y (a fresh set, caller closes). */
+static void merged(dvv *out, const dvv *x, const dvv *y) {
+  dvv_init(out);
+  CHECK(dvv_copy(out, x) == 0);
+  CHECK(dvv_merge(out, y) == 0);
+}
+
+static void check_algebra(const dvv *a, const dvv *b, const dvv *c) {
+  dvv ab, ba, ab_c, bc, a_bc, aa;
+  merged(&ab, a, b);
+  merged(&ba, b, a);
+  CHECK(dvv_equal(&ab, &ba));
+  merged(&ab_c, &ab, c);
+  merged(&bc, b, c);
+  merged(&a_bc, a, &bc);
+  CHECK(dvv_equal(&ab_c, &a_bc));
+  merged(&aa, a, a);
+  CHECK(dvv_equal(&aa, a));
+  dvv_order o = dvv_compare(a, &ab);
+  CHECK(o == DVV_LESS || o == DVV_EQUAL);
+  check_round_trip(&ab_c);
+  dvv_close(&ab);
+  dvv_close(&ba);
+  dvv_close(&ab_c);
+  dvv_close(&bc);
+  dvv_close(&a_bc);
+  dvv_close(&aa);
+}
+
+/* s after a write that saw all of s: one sibling, above s. */
+static void written(dvv *out, const dvv *s) {
+  dvv_vv ctx;
+  dvv_vv_init(&ctx);
+  CHECK(dvv_join(s, &ctx) == 0);
+  dvv_init(out);
+  CHECK(dvv_copy(out, s) == 0);
+  dvv_actor self = {0x5eed, 1};
+  dvv_write w = {1, 0, 0, CBYTES("fz", 2)};
+  int rc = dvv_event(out, &ctx, self, &w, 0, NULL);
+  CHECK(rc == 0 || rc == CELLAR_ETOOBIG);   /* counter at DVV_MAX_COUNTER */
+  if (rc == 0) {
+    CHECK(dvv_count(out) == 1);
+    CHECK(dvv_compare(s, out) == DVV_LESS);
+  }
+  dvv_vv_close(&ctx);
+}
+
+static void fuzz_context(const uint8_t *p, size_t n) {
+  dvv_vv v;
+  dvv_vv_init(&v);
+  uint32_t issued = 0;
+  int rc = dvv_ctx_decode(p, n, &v, &issued);
+  CHECK(rc == 0 || rc == CELLAR_EPROTO || rc == CELLAR_ETOOBIG);
+  if (rc == 0) {
+    size_t m = dvv_ctx_encoded_size(&v);
+    CHECK(m == n);
+    uint8_t *b = malloc(m);
+    CHECK(b != NULL);
+    CHECK(dvv_ctx_encode(&v, issued, b) == m);
+    CHECK(memcmp(b, p, n) == 0);
+    free(b);
+    dvv s;
+    dvv_init(&s);
+    dvv_write w = {2, 1, 3, CBYTES(NULL, 0)};
+    dvv_actor self = {0x5eed, 2};
+    rc = dvv_event(&s, &v, self, &w, 0, NULL);
+    CHECK(rc == 0 || rc == CELLAR_ETOOBIG);
+    if (rc == 0) {
+      CHECK(dvv_count(&s) == 1 && dvv_sibling(&s, 0)->tombstone);
+      for (size_t i = 0; i < v.n; i++)
+        CHECK(dvv_vv_get(&s.clock, v.e[i].actor) >= v.e[i].counter);
+      check_round_trip(&s);
+    }
+    dvv_close(&s);
+  } else {
+    CHECK(v.n == 0);
+  }
+  dvv_vv_close(&v);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 3 || size > (1u << 16)) return 0;
+  uint8_t mode = data[0];
+  size_t split = (size_t)data[1] << 8 | data[2];
+  const uint8_t *p = data + 3;
+  size_t n = size - 3;
+  if (mode & 1) {
+    fuzz_context(p, n);
+    return 0;
+  }
+  if (split > n) split = n;
+  dvv a, b, c;
+  dvv_init(&a);
+  dvv_init(&b);
+  int ra = decode_one(p, split == n ? n : split, &a);
+  int rb = split == n ? CELLAR_EPROTO : decode_one(p + split, n - split, &b);
+  if (ra == 0) {
+    written(&c, &a);
+    check_algebra(&a, rb == 0 ? &b : &a, &c);
+    check_algebra(&c, &a, rb == 0 ? &b : &c);
+    dvv_close(&c);
+  }
+  dvv_close(&a);
+  dvv_close(&b);
+  return 0;
+}
