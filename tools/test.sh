@@ -35,7 +35,6 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   # fuzz_frame: client frames and messages; fuzz_peer: gossip and schema sync;
   # fuzz_dvv: version sets and client contexts (decode, re-encode, merge laws)
   for t in frame:corpus peer:corpus-peer dvv:corpus-dvv; do
-
     name=${t%%:*}
     seeds=${t#*:}
     run=build-fuzz/corpus-run-$name
