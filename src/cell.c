@@ -1,4 +1,6 @@
-/* cell: stored value format and last-write-wins merge (see cell.h). */
+/* cell: stored value format, last-write-wins merge of plain cells, version
+** merge of versioned cells (see cell.h). */
+#include <stdlib.h>
 #include <string.h>
 #include "cellar/cellar.h"
 #include "cell.h"
@@ -169,4 +171,117 @@ int cell_is_live(const cell *c, uint32_t now_s) {
 
 uint32_t cell_dead_since(const cell *c) {
   return c->tombstone ? c->deleted_at : c->expires_at;
+}
+
+/* ------------------------------------------------------ versioned cells */
+
+void cell_buf_free(cell_buf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+int cell_is_versioned(const cell *c) {
+  return c->has_clock && (c->tombstone || c->value.n == 0);
+}
+
+/* The header a versioned cell with set s must have (cell.h). */
+static cell summary_of(const dvv *s) {
+  size_t n = dvv_count(s);
+  if (n == 0) return cell_tombstone(0, 0);
+  int64_t ts = INT64_MIN;
+  uint32_t latest = 0;
+  int all_deleted = 1, all_expiring = 1;
+  for (size_t i = 0; i < n; i++) {
+    const dvv_sib *x = dvv_sibling(s, i);
+    if (x->ts > ts) ts = x->ts;
+    if (x->time > latest) latest = x->time;
+    if (!x->tombstone) all_deleted = 0;
+    if (x->tombstone || x->time == 0) all_expiring = 0;
+  }
+  if (all_deleted) return cell_tombstone(ts, latest);
+  return cell_live(ts, all_expiring ? latest : 0, CBYTES(NULL, 0));
+}
+
+int cell_versions(const cell *c, dvv *out) {
+  if (!c->has_clock) {
+    dvv_write w = {c->ts, c->tombstone,
+                   c->tombstone ? c->deleted_at : c->expires_at,
+                   c->tombstone ? CBYTES(NULL, 0) : c->value};
+    return dvv_new(out, CELL_LEGACY_ACTOR, &w);
+  }
+  if (!cell_is_versioned(c)) return CELLAR_EPROTO;
+  int rc = dvv_decode(c->clock.p, c->clock.n, out);
+  if (rc) return rc;
+  cell h = summary_of(out);
+  if (h.ts != c->ts || h.tombstone != c->tombstone ||
+      h.deleted_at != c->deleted_at || h.expires_at != c->expires_at) {
+    dvv_close(out);
+    return CELLAR_EPROTO;
+  }
+  return 0;
+}
+
+static int buf_reserve(cell_buf *b, size_t n) {
+  if (n <= b->cap) return 0;
+  uint8_t *p = realloc(b->p, n);
+  if (p == NULL) return CELLAR_ENOMEM;
+  b->p = p;
+  b->cap = n;
+  return 0;
+}
+
+int cell_from_versions(const dvv *s, cell_buf *out) {
+  cell c = summary_of(s);
+  size_t nset = dvv_encoded_size(s);
+  c.has_clock = 1;
+  c.clock = CBYTES(NULL, nset);     /* only the length, for the prefix */
+  size_t need = cell_encoded_size(&c);
+  if (buf_reserve(out, need)) return CELLAR_ENOMEM;
+  size_t n = cell_encode_prefix(&c, out->p);
+  n += dvv_encode(s, out->p + n);
+  out->n = n;
+  return 0;
+}
+
+int cell_merge_versions(const cell *a, const cell *b, cell_buf *out,
+                        const cell **win) {
+  *win = NULL;
+  if (!a->has_clock && !b->has_clock) {
+    *win = cell_merge(a, b);
+    return 0;
+  }
+  dvv sa, sb;
+  dvv_init(&sa);
+  dvv_init(&sb);
+  int rc = cell_versions(a, &sa);
+  if (rc == 0) rc = cell_versions(b, &sb);
+  if (rc == 0) {
+    /* sb becomes the merge; an input whose set is the merge is the
+    ** answer when it is versioned (its bytes are then the canonical
+    ** encoding of the merge) */
+    dvv m;
+    dvv_init(&m);
+    rc = dvv_copy(&m, &sa);
+    if (rc == 0) rc = dvv_merge(&m, &sb);
+    if (rc == 0) {
+      if (a->has_clock && dvv_equal(&m, &sa)) *win = a;
+      else if (b->has_clock && dvv_equal(&m, &sb)) *win = b;
+      else rc = cell_from_versions(&m, out) ? CELLAR_ENOMEM : 1;
+    }
+    dvv_close(&m);
+  }
+  dvv_close(&sa);
+  dvv_close(&sb);
+  return rc;
+}
+
+int cell_event(const cell *stored, const dvv_vv *ctx, dvv_actor self,
+               const dvv_write *w, size_t limit, cell_buf *out, dvv_dot *dot) {
+  dvv s;
+  dvv_init(&s);
+  int rc = stored ? cell_versions(stored, &s) : 0;
+  if (rc == 0) rc = dvv_event(&s, ctx, self, w, limit, dot);
+  if (rc == 0) rc = cell_from_versions(&s, out);
+  dvv_close(&s);
+  return rc;
 }

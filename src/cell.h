@@ -23,15 +23,31 @@
 ** tombstones: the later local deletion time wins; two live cells: the later
 ** expiry wins (0 = never, the latest of all), then the greater value by
 ** memcmp (a prefix below its extensions), then the greater clock bytes.
-** A later issue replaces this rule by a dotted-version-vector merge using
-** the clock bytes; HAS_CLOCK exists so that data written until then stays
-** readable.
+** That rule (cell_compare, cell_merge) stays the rule of plain cells.
+**
+** Versioned cells (issue 5, docs/versions.md): HAS_CLOCK with the encoded
+** dotted version vector set of the cell (dvv.h) as clock bytes and no
+** value bytes (the values are the set's siblings). The header is a
+** summary of the set, a function of it, so the encoding stays canonical
+** and code that reads only headers (reads of plain cells, the compaction
+** filter) keeps a sensible view:
+**   no sibling left (all purged)     tombstone, ts 0, deleted_at 0
+**   every sibling a delete marker    tombstone, highest ts, latest deletion
+**   every sibling a value w/ expiry  live, highest ts, latest expiry
+**   otherwise                        live, highest ts, no expiry
+** cell_merge_versions merges any two cells: plain with plain by the LWW
+** rule above (byte for byte what cell_merge keeps), versioned with
+** versioned by dvv_merge; a plain cell met by a versioned one joins it as
+** a sibling under the legacy dot (CELL_LEGACY_ACTOR, 1), so two plain
+** versions meeting inside sets still keep their LWW winner. The merge
+** depends on the bytes only, never on a table's policy.
 */
 #ifndef CELLAR_CELL_H
 #define CELLAR_CELL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "dvv.h"
 #include "types.h"
 
 #define CELL_FORMAT_VERSION 1
@@ -93,5 +109,51 @@ int cell_is_live(const cell *c, uint32_t now_s);
 ** versions: the local deletion time of a tombstone, the expiry of an
 ** expiring cell; 0 when c is live with no expiry. */
 uint32_t cell_dead_since(const cell *c);
+
+
+/* ------------------------------------------------------ versioned cells */
+
+/* The actor of the dot a plain cell takes inside a set. Incarnations start
+** at 1, so no node mints dots under it. */
+#define CELL_LEGACY_ACTOR ((dvv_actor){0, 0})
+
+/* A growable encoding buffer. Owned; cell_buf_free releases it. */
+typedef struct cell_buf {
+  uint8_t *p;
+  size_t n, cap;
+} cell_buf;
+
+void cell_buf_free(cell_buf *b);
+
+/* 1 when c carries a version set (HAS_CLOCK, no value). */
+int cell_is_versioned(const cell *c);
+
+/* The versions of c into out (initialised; overwritten): a versioned
+** cell's set, checked (its header must be the summary of its set), or a
+** plain cell as one sibling with the legacy dot. 0, CELLAR_EPROTO (clock
+** bytes that are not a set, a header that does not match), CELLAR_ETOOBIG,
+** CELLAR_ENOMEM. */
+int cell_versions(const cell *c, dvv *out);
+
+/* Encodes s as a versioned cell (summary header, clock = dvv_encode(s))
+** into out, replacing its content. 0 or CELLAR_ENOMEM. */
+int cell_from_versions(const dvv *s, cell_buf *out);
+
+/* Merge of a and b by the rule above. Returns 0 with *win = a or b when
+** the merge is one of them (out untouched), 1 with *win = NULL and the new
+** encoding in out when the merge made a new version, or a negative code of
+** cell_versions. Commutative, associative and idempotent on the encoded
+** results. a and b are borrowed. */
+int cell_merge_versions(const cell *a, const cell *b, cell_buf *out,
+                        const cell **win);
+
+/* A coordinator applies a client write w with context ctx (NULL: blind) to
+** its stored cell (NULL: none; a plain cell counts as a legacy sibling):
+** dvv_event under self, at most limit siblings (0: no limit). The new
+** versioned cell goes to out, the write's dot to *dot (may be NULL).
+** Errors of cell_versions and dvv_event (CELLAR_ETOOBIG: the sibling
+** limit; nothing is written to out then). */
+int cell_event(const cell *stored, const dvv_vv *ctx, dvv_actor self,
+               const dvv_write *w, size_t limit, cell_buf *out, dvv_dot *dot);
 
 #endif

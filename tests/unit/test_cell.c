@@ -222,6 +222,251 @@ static void test_liveness(void) {
   CU_ASSERT_EQUAL(cell_dead_since(&c), 50);
 }
 
+/* ------------------------------------------------------ versioned cells */
+
+/* The encoded result of cell_merge_versions(a, b), malloc'd into *out. */
+static size_t merged_bytes(const cell *a, const cell *b, uint8_t **out) {
+  cell_buf buf = {0};
+  const cell *win;
+  int rc = cell_merge_versions(a, b, &buf, &win);
+  CU_ASSERT_FATAL(rc == 0 || rc == 1);
+  size_t n;
+  if (rc == 0) {
+    CU_ASSERT_FATAL(win == a || win == b);
+    n = cell_encoded_size(win);
+    *out = malloc(n);
+    cell_encode(win, *out);
+  } else {
+    CU_ASSERT_FATAL(win == NULL);
+    n = buf.n;
+    *out = malloc(n);
+    memcpy(*out, buf.p, n);
+  }
+  cell_buf_free(&buf);
+  return n;
+}
+
+static void check_header(const uint8_t *p, size_t n, int tomb, int64_t ts,
+                         uint32_t t) {
+  cell c;
+  CU_ASSERT_EQUAL_FATAL(cell_decode(p, n, &c), 0);
+  CU_ASSERT(cell_is_versioned(&c));
+  CU_ASSERT_EQUAL(c.tombstone, tomb);
+  CU_ASSERT_EQUAL(c.ts, ts);
+  CU_ASSERT_EQUAL(tomb ? c.deleted_at : c.expires_at, t);
+}
+
+/* Plain cells merge exactly as cell_merge: the same pointer wins. */
+static void test_versions_plain_unchanged(void) {
+  for (int i = 0; i < 100000; i++) {
+    cell a = rnd_cell(), b = rnd_cell();
+    a.has_clock = b.has_clock = 0;
+    cell_buf buf = {0};
+    const cell *win;
+    CU_ASSERT_FATAL(cell_merge_versions(&a, &b, &buf, &win) == 0);
+    CU_ASSERT_FATAL(win == cell_merge(&a, &b));
+    CU_ASSERT_FATAL(buf.p == NULL);
+  }
+}
+
+static void test_versions_event_and_merge(void) {
+  dvv_actor x = {11, 1}, y = {22, 1};
+  dvv_write w1 = {100, 0, 0, CBYTES("one", 3)};
+  cell_buf b1 = {0}, b2 = {0}, b3 = {0};
+  dvv_dot dot;
+  CU_ASSERT_EQUAL(cell_event(NULL, NULL, x, &w1, 0, &b1, &dot), 0);
+  CU_ASSERT_EQUAL(dot.counter, 1);
+  check_header(b1.p, b1.n, 0, 100, 0);
+  cell c1;
+  cell_decode(b1.p, b1.n, &c1);
+  /* two coordinators write concurrently on top of c1's context */
+  dvv s;
+  dvv_init(&s);
+  dvv_vv ctx;
+  dvv_vv_init(&ctx);
+  CU_ASSERT_EQUAL(cell_versions(&c1, &s), 0);
+  dvv_join(&s, &ctx);
+  dvv_write w2 = {200, 0, 900, CBYTES("two", 3)};
+  dvv_write d3 = {150, 1, 77, CBYTES(NULL, 0)};
+  CU_ASSERT_EQUAL(cell_event(&c1, &ctx, x, &w2, 0, &b2, NULL), 0);
+  CU_ASSERT_EQUAL(cell_event(&c1, &ctx, y, &d3, 0, &b3, NULL), 0);
+  check_header(b2.p, b2.n, 0, 200, 900);       /* one value, expiring */
+  check_header(b3.p, b3.n, 1, 150, 77);        /* only a delete marker */
+  cell c2, c3;
+  cell_decode(b2.p, b2.n, &c2);
+  cell_decode(b3.p, b3.n, &c3);
+  uint8_t *m23, *m32;
+  size_t n23 = merged_bytes(&c2, &c3, &m23), n32 = merged_bytes(&c3, &c2, &m32);
+  CU_ASSERT_FATAL(n23 == n32 && memcmp(m23, m32, n23) == 0);
+  check_header(m23, n23, 0, 200, 0);           /* a value and a marker */
+  cell m;
+  cell_decode(m23, n23, &m);
+  CU_ASSERT_EQUAL(cell_versions(&m, &s), 0);
+  CU_ASSERT_EQUAL(dvv_count(&s), 2);           /* "one" superseded by both */
+  /* an older version merged into a newer one: the newer is the answer */
+  cell_buf none = {0};
+  const cell *win;
+  CU_ASSERT_EQUAL(cell_merge_versions(&c1, &m, &none, &win), 0);
+  CU_ASSERT(win == &m);
+  CU_ASSERT_EQUAL(cell_merge_versions(&m, &m, &none, &win), 0);
+  CU_ASSERT(win == &m);
+  /* the sibling limit */
+  dvv_write w4 = {300, 0, 0, CBYTES("four", 4)};
+  CU_ASSERT_EQUAL(cell_event(&m, NULL, x, &w4, 2, &none, NULL), CELLAR_ETOOBIG);
+  CU_ASSERT(none.p == NULL);
+  free(m23);
+  free(m32);
+  dvv_vv_close(&ctx);
+  dvv_close(&s);
+  cell_buf_free(&b1);
+  cell_buf_free(&b2);
+  cell_buf_free(&b3);
+}
+
+/* Plain cells written before versioning are legacy siblings: a write that
+** read them supersedes them, a blind one keeps them; two plain versions
+** meeting inside sets keep their LWW winner. */
+static void test_versions_legacy(void) {
+  cell old = cell_live(50, 0, CBYTES("legacy", 6));
+  dvv s;
+  dvv_init(&s);
+  dvv_vv ctx;
+  dvv_vv_init(&ctx);
+  CU_ASSERT_EQUAL(cell_versions(&old, &s), 0);
+  CU_ASSERT_EQUAL(dvv_count(&s), 1);
+  CU_ASSERT_EQUAL(dvv_actor_cmp(dvv_sibling(&s, 0)->dot.actor, CELL_LEGACY_ACTOR), 0);
+  dvv_join(&s, &ctx);
+  dvv_actor x = {11, 1};
+  dvv_write w = {60, 0, 0, CBYTES("new", 3)};
+  cell_buf b = {0}, blind = {0};
+  CU_ASSERT_EQUAL(cell_event(&old, &ctx, x, &w, 0, &b, NULL), 0);
+  CU_ASSERT_EQUAL(cell_event(&old, NULL, x, &w, 0, &blind, NULL), 0);
+  cell c, cb;
+  cell_decode(b.p, b.n, &c);
+  cell_decode(blind.p, blind.n, &cb);
+  CU_ASSERT_EQUAL(cell_versions(&c, &s), 0);
+  CU_ASSERT_EQUAL(dvv_count(&s), 1);
+  CU_ASSERT_EQUAL(cell_versions(&cb, &s), 0);
+  CU_ASSERT_EQUAL(dvv_count(&s), 2);
+  /* a newer plain version met by the set holding the older one */
+  cell newer = cell_live(70, 0, CBYTES("legacy2", 7));
+  uint8_t *r;
+  size_t n = merged_bytes(&cb, &newer, &r);
+  cell rc;
+  CU_ASSERT_EQUAL(cell_decode(r, n, &rc), 0);
+  CU_ASSERT_EQUAL(cell_versions(&rc, &s), 0);
+  CU_ASSERT_EQUAL(dvv_count(&s), 2);
+  int found = 0;
+  for (size_t i = 0; i < dvv_count(&s); i++)
+    found |= dvv_sibling(&s, i)->nvalue == 7;
+  CU_ASSERT(found);                            /* "legacy2" replaced "legacy" */
+  /* ... but the superseding write's set drops any plain version */
+  uint8_t *r2;
+  size_t n2 = merged_bytes(&c, &old, &r2);
+  CU_ASSERT(n2 == b.n && memcmp(r2, b.p, n2) == 0);
+  free(r);
+  free(r2);
+  dvv_vv_close(&ctx);
+  dvv_close(&s);
+  cell_buf_free(&b);
+  cell_buf_free(&blind);
+}
+
+static void test_versions_rejects(void) {
+  dvv_actor x = {11, 1};
+  dvv_write w = {100, 0, 0, CBYTES("v", 1)};
+  cell_buf b = {0}, out = {0};
+  cell_event(NULL, NULL, x, &w, 0, &b, NULL);
+  cell c;
+  CU_ASSERT_EQUAL(cell_decode(b.p, b.n, &c), 0);
+  dvv s;
+  dvv_init(&s);
+  const cell *win;
+  cell bad = c;
+  bad.ts = 99;                                 /* header is not the summary */
+  CU_ASSERT_EQUAL(cell_versions(&bad, &s), CELLAR_EPROTO);
+  CU_ASSERT_EQUAL(cell_merge_versions(&c, &bad, &out, &win), CELLAR_EPROTO);
+  bad = c;
+  bad.clock = CBYTES("\x01\x05", 2);           /* not a set */
+  CU_ASSERT_EQUAL(cell_versions(&bad, &s), CELLAR_EPROTO);
+  bad = c;
+  bad.value = CBYTES("x", 1);                  /* a value beside a set */
+  CU_ASSERT_EQUAL(cell_versions(&bad, &s), CELLAR_EPROTO);
+  CU_ASSERT(out.p == NULL);
+  dvv_close(&s);
+  cell_buf_free(&b);
+}
+
+/* Random plain and versioned cells: the merge is commutative, associative
+** and idempotent on the bytes it produces. */
+static void test_versions_algebra(void) {
+  enum { POOL = 24 };
+  uint8_t *pool[POOL];
+  size_t npool[POOL];
+  dvv_actor actors[3] = {{1, 1}, {2, 1}, {3, 2}};
+  for (int round = 0; round < 40; round++) {
+    for (int i = 0; i < POOL; i++) {
+      cell c = rnd_cell();
+      c.has_clock = 0;
+      npool[i] = cell_encoded_size(&c);
+      pool[i] = malloc(npool[i]);
+      cell_encode(&c, pool[i]);
+    }
+    /* grow versioned cells: events on pool members with their contexts
+    ** (or none), and merges */
+    for (int step = 0; step < 200; step++) {
+      int i = (int)(rnd() % POOL), j = (int)(rnd() % POOL);
+      cell a, b;
+      CU_ASSERT_FATAL(cell_decode(pool[i], npool[i], &a) == 0);
+      CU_ASSERT_FATAL(cell_decode(pool[j], npool[j], &b) == 0);
+      uint8_t *r;
+      size_t n;
+      if (rnd() % 2) {
+        n = merged_bytes(&a, &b, &r);
+      } else {
+        dvv s;
+        dvv_init(&s);
+        dvv_vv ctx;
+        dvv_vv_init(&ctx);
+        CU_ASSERT_FATAL(cell_versions(&b, &s) == 0);
+        if (rnd() % 3) dvv_join(&s, &ctx);
+        cell_buf out = {0};
+        dvv_write w = {(int64_t)(rnd() % 4), (uint8_t)(rnd() % 4 == 0), 0,
+                       CBYTES("w", 1)};
+        if (w.tombstone) w.value.n = 0;
+        CU_ASSERT_FATAL(cell_event(&a, &ctx, actors[rnd() % 3], &w, 0, &out, NULL) == 0);
+        n = out.n;
+        r = out.p;
+        dvv_vv_close(&ctx);
+        dvv_close(&s);
+      }
+      free(pool[i]);
+      pool[i] = r;
+      npool[i] = n;
+    }
+    for (int t = 0; t < 300; t++) {
+      cell a, b, c;
+      int ia = (int)(rnd() % POOL), ib = (int)(rnd() % POOL), ic = (int)(rnd() % POOL);
+      cell_decode(pool[ia], npool[ia], &a);
+      cell_decode(pool[ib], npool[ib], &b);
+      cell_decode(pool[ic], npool[ic], &c);
+      uint8_t *ab, *ba, *aa, *bc, *ab_c, *a_bc;
+      size_t nab = merged_bytes(&a, &b, &ab), nba = merged_bytes(&b, &a, &ba);
+      CU_ASSERT_FATAL(nab == nba && memcmp(ab, ba, nab) == 0);
+      size_t naa = merged_bytes(&a, &a, &aa);
+      CU_ASSERT_FATAL(naa == npool[ia] && memcmp(aa, pool[ia], naa) == 0);
+      cell cab, cbc;
+      cell_decode(ab, nab, &cab);
+      size_t nbc = merged_bytes(&b, &c, &bc);
+      cell_decode(bc, nbc, &cbc);
+      size_t n1 = merged_bytes(&cab, &c, &ab_c), n2 = merged_bytes(&a, &cbc, &a_bc);
+      CU_ASSERT_FATAL(n1 == n2 && memcmp(ab_c, a_bc, n1) == 0);
+      free(ab); free(ba); free(aa); free(bc); free(ab_c); free(a_bc);
+    }
+    for (int i = 0; i < POOL; i++) free(pool[i]);
+  }
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"round_trip", test_round_trip},
@@ -230,6 +475,11 @@ int main(int argc, char **argv) {
     {"merge_algebra", test_merge_algebra},
     {"merge_rule", test_merge_rule},
     {"liveness", test_liveness},
+    {"versions_plain_unchanged", test_versions_plain_unchanged},
+    {"versions_event_and_merge", test_versions_event_and_merge},
+    {"versions_legacy", test_versions_legacy},
+    {"versions_rejects", test_versions_rejects},
+    {"versions_algebra", test_versions_algebra},
     {NULL, NULL}
   };
   return testutil_run("cell", cases, argc, argv);
