@@ -391,7 +391,9 @@ size_t dvv_purge(dvv *s, uint32_t cutoff_s) {
   size_t dropped = 0;
   for (size_t i = s->nsib; i-- > 0;) {
     const dvv_sib *x = &s->sib[i];
-    if (x->time != 0 && x->time < cutoff_s) {   /* deleted / expired */
+    /* a delete marker from its deletion time (even 0), a value from its
+    ** expiry (0: never) */
+    if (x->time < cutoff_s && (x->tombstone || x->time != 0)) {
       dvv_discard(s, i);
       dropped++;
     }

@@ -3,9 +3,13 @@
 ** the algebra of what they accept.
 **
 ** Input: u8 mode, u16 big-endian split, then bytes.
-**   mode bit 0 clear: bytes[0..split) and bytes[split..) are two encoded
-**                     sets (a split past the end: one set, the whole rest);
-**   mode bit 0 set:   bytes are an encoded client context.
+**   mode & 3 == 0: bytes[0..split) and bytes[split..) are two encoded
+**                  sets (a split past the end: one set, the whole rest);
+**   mode & 3 == 1: bytes are an encoded client context;
+**   mode & 3 == 2: bytes[0..split) and bytes[split..) are two stored
+**                  cells (cell.h), merged with cell_merge_versions, which
+**                  must be commutative and idempotent on the bytes, and
+**                  whose versioned results must pass cell_versions.
 **
 ** Every decoded set must re-encode to exactly its input (one set, one
 ** encoding), survive encode/decode, and merge commutatively, associatively
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cellar/cellar.h"
+#include "cell.h"
 #include "dvv.h"
 
 #define CHECK(x) do { if (!(x)) abort(); } while (0)
@@ -141,17 +146,67 @@ static void fuzz_context(const uint8_t *p, size_t n) {
   dvv_vv_close(&v);
 }
 
+/* The bytes of cell_merge_versions(a, b) (malloc'd), or NULL on an error. */
+static uint8_t *cell_merged(const cell *a, const cell *b, size_t *n, int *rc) {
+  cell_buf buf = {0};
+  const cell *win;
+  *rc = cell_merge_versions(a, b, &buf, &win);
+  CHECK(*rc == 0 || *rc == 1 || *rc == CELLAR_EPROTO || *rc == CELLAR_ETOOBIG);
+  uint8_t *out = NULL;
+  if (*rc == 0) {
+    CHECK(win == a || win == b);
+    *n = cell_encoded_size(win);
+    out = malloc(*n ? *n : 1);
+    CHECK(cell_encode(win, out) == *n);
+  } else if (*rc == 1) {
+    CHECK(buf.p != NULL);
+    *n = buf.n;
+    out = buf.p;
+    buf.p = NULL;
+  }
+  cell_buf_free(&buf);
+  return out;
+}
+
+static void fuzz_cells(const uint8_t *p, size_t n, size_t split) {
+  cell a, b;
+  if (cell_decode(p, split, &a) || cell_decode(p + split, n - split, &b)) return;
+  size_t nab = 0, nba = 0, naa = 0;
+  int rab, rba, raa;
+  uint8_t *ab = cell_merged(&a, &b, &nab, &rab);
+  uint8_t *ba = cell_merged(&b, &a, &nba, &rba);
+  uint8_t *aa = cell_merged(&a, &a, &naa, &raa);
+  CHECK((ab == NULL) == (ba == NULL));
+  if (ab) CHECK(nab == nba && memcmp(ab, ba, nab) == 0);
+  if (aa) CHECK(raa == 0 && naa == split && memcmp(aa, p, split) == 0);
+  if (ab) {
+    cell m;
+    CHECK(cell_decode(ab, nab, &m) == 0);
+    dvv s;
+    dvv_init(&s);
+    if (m.has_clock) CHECK(cell_versions(&m, &s) == 0);
+    dvv_close(&s);
+  }
+  free(ab);
+  free(ba);
+  free(aa);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3 || size > (1u << 16)) return 0;
   uint8_t mode = data[0];
   size_t split = (size_t)data[1] << 8 | data[2];
   const uint8_t *p = data + 3;
   size_t n = size - 3;
-  if (mode & 1) {
+  if (split > n) split = n;
+  if ((mode & 3) == 1) {
     fuzz_context(p, n);
     return 0;
   }
-  if (split > n) split = n;
+  if ((mode & 3) == 2) {
+    fuzz_cells(p, n, split);
+    return 0;
+  }
   dvv a, b, c;
   dvv_init(&a);
   dvv_init(&b);

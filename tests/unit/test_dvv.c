@@ -286,6 +286,12 @@ static void test_deletes(void) {
   CU_ASSERT_EQUAL(dvv_live_count(&s, 500), 0);
   CU_ASSERT_EQUAL(dvv_purge(&s, 500), 0);
   CU_ASSERT_EQUAL(dvv_purge(&s, 501), 1);
+  /* a value with no expiry is never purged; a marker deleted at 0 is */
+  dvv_write keep = W("keep", 8), d0 = DEL(9, 0);
+  dvv_event(&s, NULL, A(1), &keep, 0, NULL);
+  dvv_event(&s, NULL, A(2), &d0, 0, NULL);
+  CU_ASSERT_EQUAL(dvv_purge(&s, UINT32_MAX), 1);
+  CU_ASSERT(HOLDS(&s, "keep"));
   dvv_vv_close(&ctx);
   dvv_close(&s);
   dvv_close(&t);
