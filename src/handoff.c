@@ -236,12 +236,16 @@ static void kick_writer(handoff *h) {
     free(j);
     return;
   }
-  memcpy(j->puts, h->puts, np * sizeof *j->puts);
-  memmove(h->puts, h->puts + np, (h->nputs - np) * sizeof *h->puts);
+  if (np) {
+    memcpy(j->puts, h->puts, np * sizeof *j->puts);
+    memmove(h->puts, h->puts + np, (h->nputs - np) * sizeof *h->puts);
+  }
   h->nputs -= np;
   j->nputs = np;
-  memcpy(j->dels, h->dels, nd * sizeof *j->dels);
-  memmove(h->dels, h->dels + nd, (h->ndels - nd) * sizeof *h->dels);
+  if (nd) {
+    memcpy(j->dels, h->dels, nd * sizeof *j->dels);
+    memmove(h->dels, h->dels + nd, (h->ndels - nd) * sizeof *h->dels);
+  }
   h->ndels -= nd;
   j->ndels = nd;
   j->drops = h->drops;
@@ -312,7 +316,7 @@ static void start_load(handoff *h, const hints_action *a) {
   j->work.data = j;
   j->np = hint_key_prefix(a->target, j->prefix);
   j->nafter = a->nafter <= sizeof j->after ? a->nafter : 0;
-  memcpy(j->after, a->after, j->nafter);
+  if (j->nafter) memcpy(j->after, a->after, j->nafter);
   j->count = a->count;
   storage_entries_init(&j->got);
   if (uv_queue_work(h->loop, &j->work, load_work, load_done) != 0) {
@@ -605,7 +609,7 @@ static hints_target_stats *copy_snap(handoff *h, size_t *n) {
   pthread_mutex_lock(&h->mu);
   hints_target_stats *s = calloc(h->nsnap + 1, sizeof *s);
   *n = 0;
-  if (s) {
+  if (s && h->nsnap) {
     memcpy(s, h->snap, h->nsnap * sizeof *s);
     *n = h->nsnap;
   }
