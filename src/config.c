@@ -39,6 +39,7 @@ void config_defaults(config *c) {
   c->hint_throttle_kib = 1024;
   c->repair_bytes_per_s = 16u << 20;
   c->repair_parallel = 1;
+  c->repair_scan_bytes_per_s = 16u << 20;
 }
 
 void config_finish(config *c) {
@@ -197,6 +198,9 @@ int config_set(config *c, const char *key_in, const char *value, char *err,
   } else if (!strcmp(key, "repair_stream_throughput")) {
     if ((rc = size_in(key, value, 64u << 10, 4ull << 30, &sz, err, errlen))) return rc;
     c->repair_bytes_per_s = sz;
+  } else if (!strcmp(key, "repair_scan_throughput")) {
+    if ((rc = size_in(key, value, 64u << 10, 4ull << 30, &sz, err, errlen))) return rc;
+    c->repair_scan_bytes_per_s = sz;
   } else if (!strcmp(key, "repair_parallel_ranges")) {
     if (parse_int(value, 1, 64, &n)) return bad(err, errlen, key, value, "expected 1..64");
     c->repair_parallel = (int)n;
@@ -382,5 +386,7 @@ const char *config_usage(void) {
     "  read_request_timeout MS          replicas' answers to a read (5000)\n"
     "  write_request_timeout MS         replicas' acks to a write (2000)\n"
     "  repair_stream_throughput SIZE    repair streaming per second (16MiB)\n"
-    "  repair_parallel_ranges N         ranges a repair compares at once (1)\n";
+    "  repair_parallel_ranges N         ranges a repair compares at once (1)\n"
+    "  repair_scan_throughput SIZE      repair's reads of this node's data to build\n"
+    "                                   trees, per second (16MiB)\n";
 }

@@ -46,6 +46,7 @@ typedef struct config {
                                   targets together; 0 = unthrottled) */
   uint64_t repair_bytes_per_s; /* repair_stream_throughput = 16MiB (per second) */
   int repair_parallel;         /* repair_parallel_ranges = 1 */
+  uint64_t repair_scan_bytes_per_s; /* repair_scan_throughput = 16MiB (per second) */
 } config;
 
 void config_defaults(config *c);

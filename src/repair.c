@@ -101,9 +101,13 @@ struct repair {
   uint64_t exchange_bytes;     /* trees and digest lists received */
   uint64_t started_ns, finished_ns;
   uint64_t throttle_until_ns;
+  uint64_t checked_ns;          /* last liveness check of active ranges */
   uint64_t next_id;
   outmsg *out;                 /* loop thread only */
   size_t nout;
+  /* replica side (loop thread only) */
+  struct build_job *waiting;   /* builds parked by the scan throttle */
+  uint64_t scan_next_ns;
 };
 
 int repair_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl, repair **out) {
@@ -118,6 +122,8 @@ int repair_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl, rep
   *out = r;
   return 0;
 }
+
+typedef struct build_job build_job;
 
 /* Caller holds r->mu (or is the loop thread). Takes ownership of p. */
 static void do_queue(repair *r, const char *addr, unsigned type, uint8_t *p, size_t n) {
@@ -166,23 +172,22 @@ static void tasks_free(task *t, size_t n) {
   free(t);
 }
 
-void repair_free(repair *r) {
-  if (r == NULL) return;
-  tasks_free(r->tasks, r->ntasks);
-  for (size_t i = 0; i < r->nout; i++) free(r->out[i].p);
-  free(r->out);
-  pthread_mutex_destroy(&r->mu);
-  free(r);
-}
-
 /* =================================================== the replica's side */
 
-typedef struct build_job {
+/* A tree or digest list being built, one chunk per worker job. */
+struct build_job {
   uv_work_t work;
+  struct build_job *next;      /* r->waiting */
   repair *r;
   int is_tree;
   wire_repair_req q;
   uint32_t now_s, gc;
+  int started, finished;
+  size_t i;                    /* the range being scanned */
+  uint8_t *after;              /* last key consumed in range i, malloc'd */
+  size_t nafter;
+  uint64_t chunk_bytes;        /* read by the current chunk */
+  uint64_t ready_ns;           /* waiting: when it may run again */
   /* the partition being read */
   storage_entries cur;
   size_t base_len;
@@ -195,7 +200,7 @@ typedef struct build_job {
   int rc;
   uint8_t *out;
   size_t outlen;
-} build_job;
+};
 
 /* Invariant 4: the digest of what every replica keeps until compaction
 ** may drop it. Also counts the bytes (all entries: a pull sends them all)
@@ -262,34 +267,67 @@ static int flush_partition(build_job *j) {
   return rc;
 }
 
+static int cmp_key(cbytes a, const uint8_t *b, size_t nb) {
+  int c = memcmp(a.p, b, a.n < nb ? a.n : nb);
+  return c ? c : (a.n > nb) - (a.n < nb);
+}
+
+/* Scan callback. A chunk stops at the first partition boundary once it
+** has read REPAIR_SCAN_CHUNK bytes (return 1), remembering the last key
+** it consumed: the next chunk resumes after it. */
 static int on_entry(void *arg, cbytes key, cbytes value) {
   build_job *j = arg;
+  if (j->nafter && cmp_key(key, j->after, j->nafter) <= 0) return 0;
   size_t bl = keys_base_len(key.p, key.n);
   if (bl == 0) return 0;   /* not a data key: storage_scan_range skips those */
   if (j->cur.n && (bl != j->base_len || memcmp(j->cur.e[0].key.p, key.p, bl))) {
+    if (j->chunk_bytes >= REPAIR_SCAN_CHUNK) {
+      cbytes last = j->cur.e[j->cur.n - 1].key;
+      uint8_t *k = malloc(last.n);
+      if (k == NULL) return CELLAR_ENOMEM;
+      memcpy(k, last.p, last.n);
+      free(j->after);
+      j->after = k;
+      j->nafter = last.n;
+      int rc = flush_partition(j);
+      return rc ? rc : 1;
+    }
     int rc = flush_partition(j);
     if (rc) return rc;
   }
   j->base_len = bl;
+  j->chunk_bytes += key.n + value.n;
   return storage_entries_add(&j->cur, key, value);
 }
 
+/* Worker: one chunk of the scan; the answer is encoded after the last. */
 static void build_work(uv_work_t *w) {
   build_job *j = w->data;
   repair *r = j->r;
-  storage_entries_init(&j->cur);
-  storage_entries_init(&j->keys);
-  j->now_s = clock_now_s();
-  int rc = schema_gc_grace_by_id(r->eng->sc, j->q.table_id, &j->gc);
-  if (rc == 0 && j->is_tree) rc = merkle_init(&j->tree, j->q.r[0][0], j->q.r[0][1],
-                                              MERKLE_MAX_DEPTH);
-  for (size_t i = 0; i < j->q.n && rc == 0; i++) {
-    /* storage_scan_range takes (start, end]; lo > INT64_MIN (wire check) */
-    rc = storage_scan_range(r->eng->st, j->q.table_id, j->q.r[i][0] - 1, j->q.r[i][1],
-                            on_entry, j);
-    if (rc == 0) rc = flush_partition(j);
-    else storage_entries_free(&j->cur);
+  int rc = 0;
+  j->chunk_bytes = 0;
+  if (!j->started) {
+    j->started = 1;
+    storage_entries_init(&j->cur);
+    storage_entries_init(&j->keys);
+    j->now_s = clock_now_s();
+    rc = schema_gc_grace_by_id(r->eng->sc, j->q.table_id, &j->gc);
+    if (rc == 0 && j->is_tree)
+      rc = merkle_init(&j->tree, j->q.r[0][0], j->q.r[0][1], MERKLE_MAX_DEPTH);
   }
+  while (rc == 0 && j->i < j->q.n) {
+    /* storage_scan_range takes (start, end]; lo > INT64_MIN (wire check);
+    ** a resumed range starts at the token of the last key consumed */
+    int64_t lo = j->nafter ? token_decode(j->after + KEYS_TABLE_BYTES) : j->q.r[j->i][0];
+    rc = storage_scan_range(r->eng->st, j->q.table_id, lo - 1, j->q.r[j->i][1], on_entry, j);
+    if (rc == 1) return;   /* chunk full: more to come */
+    if (rc == 0) rc = flush_partition(j);
+    free(j->after);
+    j->after = NULL;
+    j->nafter = 0;
+    j->i++;
+  }
+  j->finished = 1;
   if (rc == 0 && j->is_tree) rc = merkle_truncate(&j->tree, merkle_depth_for(j->partitions));
   uint8_t *tree = NULL;
   size_t ntree = 0;
@@ -302,25 +340,83 @@ static void build_work(uv_work_t *w) {
                          .n = rc ? 0 : j->nparts, .parts = j->parts};
   j->out = wire_repair_reply_encode(&a, &j->outlen);
   free(tree);
-  merkle_free(&j->tree);
-  storage_entries_free(&j->cur);
-  storage_entries_free(&j->keys);
+}
+
+static void build_free(build_job *j) {
+  if (j->started) {
+    merkle_free(&j->tree);
+    storage_entries_free(&j->cur);
+    storage_entries_free(&j->keys);
+  }
   free(j->parts);
-  j->parts = NULL;
+  free(j->after);
+  free(j->out);
+  wire_repair_req_free(&j->q);
+  free(j);
+}
+
+static void build_done(uv_work_t *w, int status);
+
+/* Loop thread: runs the next chunk of j now, or parks it until the scan
+** throttle allows. */
+static void build_next(build_job *j) {
+  repair *r = j->r;
+  uint64_t now = clock_mono_ns();
+  if (r->stopping) {
+    build_free(j);
+    return;
+  }
+  if (now < j->ready_ns) {
+    j->next = r->waiting;
+    r->waiting = j;
+    return;
+  }
+  j->work.data = j;
+  if (uv_queue_work(r->loop, &j->work, build_work, build_done) != 0) build_free(j);
 }
 
 static void build_done(uv_work_t *w, int status) {
   build_job *j = w->data;
+  repair *r = j->r;
   (void)status;
+  /* the scan throttle, shared by every build on this node: the next chunk
+  ** starts once the bytes read so far would have taken their time */
+  uint64_t now = clock_mono_ns();
+  if (r->scan_next_ns < now) r->scan_next_ns = now;
+  r->scan_next_ns += (uint64_t)((double)j->chunk_bytes * 1e9 / (double)r->cfg->repair_scan_bytes_per_s);
+  if (!j->finished) {
+    j->ready_ns = r->scan_next_ns;
+    build_next(j);
+    return;
+  }
   if (j->rc) log_warn("repair: cannot answer %s for table %016" PRIx64 ": %s",
                       j->is_tree ? "a tree request" : "a digest request", j->q.table_id,
                       cellar_strerror(j->rc));
-  if (j->out && !j->r->stopping)
-    cluster_send(j->r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY : FRAME_REPAIR_ROWS_REPLY,
+  if (j->out && !r->stopping)
+    cluster_send(r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY : FRAME_REPAIR_ROWS_REPLY,
                  0, j->out, j->outlen);
-  free(j->out);
-  wire_repair_req_free(&j->q);
-  free(j);
+  build_free(j);
+}
+
+/* Tick: parked builds whose time has come. */
+static void run_waiting(repair *r) {
+  uint64_t now = clock_mono_ns();
+  build_job **pp = &r->waiting, *ready = NULL;
+  while (*pp) {
+    build_job *j = *pp;
+    if (r->stopping || now >= j->ready_ns) {
+      *pp = j->next;
+      j->next = ready;
+      ready = j;
+    } else {
+      pp = &j->next;
+    }
+  }
+  while (ready) {
+    build_job *j = ready;
+    ready = j->next;
+    build_next(j);
+  }
 }
 
 static void on_request(repair *r, int is_tree, const uint8_t *payload, size_t len) {
@@ -336,11 +432,21 @@ static void on_request(repair *r, int is_tree, const uint8_t *payload, size_t le
     free(j);
     return;
   }
-  j->work.data = j;
-  if (uv_queue_work(r->loop, &j->work, build_work, build_done) != 0) {
-    wire_repair_req_free(&j->q);
-    free(j);
+  build_next(j);
+}
+
+void repair_free(repair *r) {
+  if (r == NULL) return;
+  tasks_free(r->tasks, r->ntasks);
+  for (size_t i = 0; i < r->nout; i++) free(r->out[i].p);
+  free(r->out);
+  while (r->waiting) {
+    build_job *j = r->waiting;
+    r->waiting = j->next;
+    build_free(j);
   }
+  pthread_mutex_destroy(&r->mu);
+  free(r);
 }
 
 /* ============================================= the coordinator's side */
@@ -791,21 +897,35 @@ static void do_schedule(repair *r) {
   if (r->ndone == r->ntasks) do_finish(r);
 }
 
+/* Caller holds r->mu. Fails t when one of its replicas is now down: its
+** answer would only come at the timeout. */
+static void do_check_alive(repair *r, task *t) {
+  cluster_replica reps[CL_MAX_REPLICAS];
+  size_t n = cluster_replicas(r->cl, &t->ks, t->hi, reps, CL_MAX_REPLICAS, NULL);
+  for (size_t i = 0; i < n && t->st != T_DONE; i++)
+    if (!reps[i].r.alive && find_rep(t, reps[i].host_id))
+      do_task_fail(r, t, "replica %s went down", reps[i].host_id);
+}
+
 static void on_tick(uv_timer_t *h) {
   repair *r = h->data;
   pthread_mutex_lock(&r->mu);
   if (r->running) {
     uint64_t now = now_ns();
+    int check = now - r->checked_ns > 1000000000ull;
+    if (check) r->checked_ns = now;
     for (size_t i = 0; i < r->ntasks; i++) {
       task *t = &r->tasks[i];
       if (t->started && t->st != T_DONE && now > t->deadline_ns)
         do_task_fail(r, t, "%s", t->st == T_STREAM ? "streaming timed out"
                                                    : "a replica did not answer in time");
+      if (check && t->started && t->st != T_DONE) do_check_alive(r, t);
     }
     do_schedule(r);
   }
   pthread_mutex_unlock(&r->mu);
   flush_out(r);
+  run_waiting(r);
 }
 
 int repair_start_timer(repair *r) {
@@ -829,6 +949,7 @@ void repair_stop(repair *r) {
   }
   pthread_mutex_unlock(&r->mu);
   uv_timer_stop(&r->tick);
+  run_waiting(r);   /* stopping: frees the parked builds */
 }
 
 /* ============================================================== admin */

@@ -22,15 +22,20 @@
 **     |     hold something the other lacks each pull from the other)
 **     |<-- STREAM_ORDER_DONE from every ordered replica
 **     v
-**   DONE (or FAILED: a replica down, no answer within REPAIR_TIMEOUT_MS, an
-**         error answered; the repair goes on with the next range)
+**   DONE (or FAILED: a replica down at the start or marked down by the
+**         failure detector meanwhile, no answer within REPAIR_TIMEOUT_MS
+**         (the scans are throttled: large ranges take long), an error
+**         answered; the repair goes on with the next range)
 **
 ** Throttle: a range's streaming counts against repair_stream_throughput
 ** (bytes per second): the next range does not start before the bytes
 ** streamed so far would have taken at that rate.
 **
 ** Every replica answers MERKLE_REQUEST and REPAIR_ROWS from a storage scan
-** on a worker thread (never on the loop). The coordinating state is on the
+** on worker threads (never on the loop), REPAIR_SCAN_CHUNK bytes per job so
+** that client requests queued meanwhile get the thread between chunks, and
+** paced by repair_scan_throughput (bytes per second per node, all builds
+** together): a workload keeps most of the storage threads. The coordinating state is on the
 ** loop; the admin entry points (repair_start, repair_status) run on worker
 ** threads and meet it under a mutex; a timer on the loop picks work up.
 */
@@ -45,10 +50,11 @@
 #include "frame.h"
 #include "result.h"
 
-#define REPAIR_TIMEOUT_MS 120000      /* a tree or a digest list */
+#define REPAIR_TIMEOUT_MS 3600000     /* a tree or a digest list */
 #define REPAIR_STREAM_TIMEOUT_MS 900000
 #define REPAIR_NARROW_MAX 50000       /* partitions listed per range */
 #define REPAIR_TICK_MS 50
+#define REPAIR_SCAN_CHUNK (1u << 20)  /* bytes a replica scans per worker job */
 
 typedef struct repair repair;
 

@@ -3,7 +3,11 @@
 ** A replica that was down while rows were written at QUORUM misses them;
 ** `cellar-admin repair ks` makes it hold every row (read from it alone at
 ** ONE), streaming about what differs, and a second repair finds nothing.
-** Bad arguments get clear errors.
+** Bad arguments get clear errors. Last, the closest thing cellard has to
+** "wipe a replica and repair it": the node is killed, removed (removenode),
+** its data directory wiped, and it starts again empty as a new member that
+** bootstraps its ranges; repair then finds every replica in agreement and
+** the new node alone holds every row.
 */
 #include <signal.h>
 #include <stdio.h>
@@ -180,6 +184,55 @@ static void test_repair_missed_writes(void) {
   free(out);
 }
 
+/* Node i's view of the member at node j's address: its host id in hid (if
+** found), returns its up flag (-1: absent), *members the member count. */
+static int member(int i, int j, char *hid, int *members) {
+  cellar_client_t *c = harness_connect(&nodes[i], CELLAR_ROUTE_NONE, 8000);
+  cellar_result_t *r = NULL;
+  int up = -1;
+  *members = -1;
+  if (c && cellar_admin(c, "status", NULL, &r) == 0) {
+    *members = (int)cellar_result_member_count(r);
+    for (size_t m = 0; m < cellar_result_member_count(r); m++) {
+      cellar_member_t mm;
+      cellar_result_member(r, m, &mm);
+      if (strcmp(mm.address, nodes[j].addr)) continue;
+      up = mm.up;
+      if (hid) snprintf(hid, 40, "%s", mm.host_id);
+    }
+  }
+  cellar_result_free(r);
+  if (c) cellar_close(c);
+  return up;
+}
+
+static void test_wiped_replica_replaced(void) {
+  char old[40] = "", now[40] = "";
+  int n = 0;
+  CU_ASSERT_EQUAL_FATAL(member(0, 2, old, &n), 1);
+  harness_node_signal(&nodes[2], SIGKILL);
+  CU_ASSERT_EQUAL_FATAL(harness_wait_view(&nodes[0], &nodes[2], 0, 30), 0);
+  char *out = NULL;
+  const char *rm[] = {"removenode", old, NULL};
+  CU_ASSERT_EQUAL_FATAL(admin(0, rm, &out), 0);
+  free(out);
+  for (int t = 0; t < 100 && !(member(0, 2, NULL, &n) == -1 && n == 2); t++) usleep(200000);
+  CU_ASSERT_EQUAL_FATAL(n, 2);
+  testutil_rmrf(nodes[2].data_dir);
+  CU_ASSERT_EQUAL_FATAL(start_node(2), 0);   /* joins anew: bootstrap */
+  CU_ASSERT_EQUAL_FATAL(harness_wait_all_up(nodes, N, 30), 0);
+  CU_ASSERT_EQUAL(member(0, 2, now, &n), 1);
+  CU_ASSERT(strcmp(now, old) != 0);           /* a new member */
+  out = NULL;
+  const char *args[] = {"repair", "ks", "--json", NULL};
+  CU_ASSERT_EQUAL(admin(1, args, &out), 0);
+  printf("\n  after replacing node 2: %s", out ? out : "(no output)\n");
+  CU_ASSERT_EQUAL(json_num(out, "ranges_failed"), 0);
+  CU_ASSERT_EQUAL(json_num(out, "mismatches"), 0);
+  free(out);
+  CU_ASSERT_EQUAL(rows_on(2), BASE_ROWS + MISSED_ROWS);
+}
+
 static void test_repair_options(void) {
   /* text output, one table, primary ranges, one range, one dc */
   char *out = NULL;
@@ -216,6 +269,7 @@ int main(int argc, char **argv) {
       {"bad_arguments", test_bad_arguments},
       {"repair_missed_writes", test_repair_missed_writes},
       {"repair_options", test_repair_options},
+      {"wiped_replica_replaced", test_wiped_replica_replaced},
       {NULL, NULL}};
   return testutil_run("repair", cases, argc, argv);
 }

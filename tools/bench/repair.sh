@@ -8,7 +8,9 @@
 # the second shows the cost of comparing replicas that agree.
 # Printed (Markdown table on stdout): repair time, bytes streamed, the
 # differing data (partitions that differed x their size on a replica) and
-# what streaming the whole ranges to one replica would have moved.
+# what streaming the whole ranges to one replica would have moved. Then a
+# mixed workload (QUORUM, WORKLOAD_SECONDS) alone, and again while repairs
+# run back to back: the throughput it keeps.
 # Stops only the processes it started (by PID); removes its temp dir.
 #
 # Usage: tools/bench/repair.sh        (ROWS=1000000: about 3-6 minutes here)
@@ -19,6 +21,7 @@
 #   VALUE_SIZE=100 KEY_SIZE=16  row shape (cellar-bench)
 #   CELLARD_FLAGS=""            extra flags for every cellard (e.g.
 #                               "--repair-stream-throughput 64MiB")
+#   WORKLOAD_SECONDS=15         each of the two workload runs
 #   RESULTS_DIR=DIR             keep logs and JSON there (default: temp, removed)
 set -euo pipefail
 
@@ -36,6 +39,7 @@ DIFF_PERMILLE=${DIFF_PERMILLE:-1}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEY_SIZE=${KEY_SIZE:-16}
 CELLARD_FLAGS=${CELLARD_FLAGS:-}
+WORKLOAD_SECONDS=${WORKLOAD_SECONDS:-15}
 DIFF=$((ROWS * DIFF_PERMILLE / 1000))
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cellar-repair-bench.XXXXXX")
@@ -134,6 +138,27 @@ repair() {
 repair repair1
 repair repair2
 
+# the workload alone, then under repairs run back to back
+workload() {
+  "$CELLAR_BENCH" --hosts "$H1,$H2" --keys "$ROWS" --key-size "$KEY_SIZE" \
+    --value-size "$VALUE_SIZE" --consistency QUORUM --workload mixed --spread \
+    --duration "$WORKLOAD_SECONDS" --json >"$RESULTS_DIR/$1.json" 2>"$RESULTS_DIR/$1.log" ||
+    bench_die "workload $1 failed (see $RESULTS_DIR/$1.log)"
+}
+bench_log "workload alone"
+workload work_alone
+bench_log "workload under repairs"
+workload work_repair &
+WPID=$!
+NREP=0
+while kill -0 "$WPID" 2>/dev/null; do
+  "$CELLAR_ADMIN" -h "$H1" --timeout 600000 repair bench --json >"$RESULTS_DIR/repair_bg.json" ||
+    bench_die "background repair failed"
+  NREP=$((NREP + 1))
+done
+wait "$WPID"
+echo "$NREP" >"$RESULTS_DIR/nrep"
+
 "$PYTHON" - "$RESULTS_DIR" "$ROWS" "$DIFF" <<'PY'
 import json, sys
 d, rows, diff = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -162,4 +187,11 @@ print("Differing data: %s partitions x %.0f bytes = %s bytes; streamed %s bytes 
       "would move." % (format(parts, ","), per, format(int(differing), ","), format(streamed, ","),
                        streamed / differing if differing else 0, 100.0 * streamed / rb if rb else 0,
                        format(rb, ",")))
+def ops(n):
+    return json.load(open("%s/%s.json" % (d, n)))["total"]["ops_per_sec"]
+a, b = ops("work_alone"), ops("work_repair")
+print()
+print("Mixed workload at QUORUM (cellar-bench --workload mixed --spread): %s ops/s alone, "
+      "%s ops/s while %s repairs ran back to back: %.0f%% kept." %
+      (format(int(a), ","), format(int(b), ","), open(d + "/nrep").read().strip(), 100.0 * b / a))
 PY
