@@ -8,15 +8,19 @@
 ** context kept from an older read, and read. Each request goes to a random
 ** node; a node that is not a replica of the key forwards it to one that is,
 ** so the coordinator of a write is always a replica: it applies the write
-** with dvv_event under its own actor (node id, incarnation), then sends
-** the resulting set to the other replicas, which dvv_merge it; the client
-** gets its acknowledgement after W = 2 replicas hold the write. A read
-** asks the other replicas, answers after R = 2 (merged with dvv_merge),
-** and read-repairs the replica that answered with less. Anti-entropy:
-** every node, every 100-300 ms, swaps one key's set with another replica
-** (both merge). Sets and contexts travel encoded (dvv_encode,
-** dvv_ctx_encode) and are decoded on arrival. Writes past a sibling limit
-** are refused (CELLAR_ETOOBIG).
+** with cell_event (dvv_event) under its own actor (node id, incarnation),
+** then sends the resulting cell to the other replicas, which merge it
+** (cell_merge_versions, i.e. dvv_merge); the client gets its
+** acknowledgement after W = 2 replicas hold the write. A read asks the
+** other replicas, answers after R = 2 (merged the same way), and
+** read-repairs the replica that answered with less. Anti-entropy: every
+** node, every 100-300 ms, swaps one key's cell with another replica (both
+** merge). Replicas store, and messages carry, the cells exactly as
+** RocksDB will hold them (cell.h: versioned cells, header and set); the
+** client context travels encoded (dvv_ctx_encode). Each key starts as a
+** plain (pre-versioning) cell on two of its replicas: a legacy sibling
+** for the writes that follow. Writes past a sibling limit are refused
+** (CELLAR_ETOOBIG).
 **
 ** Faults while clients run: 3% of messages lost, delays 1-20 ms with a
 ** long tail, node pauses (messages wait), crashes and restarts (pending
@@ -47,6 +51,7 @@
 #include <string.h>
 #include <time.h>
 #include "cellar/cellar.h"
+#include "cell.h"
 #include "dvv.h"
 #include "testutil.h"
 
@@ -98,18 +103,23 @@ typedef struct wrec {          /* one write as the checker knows it */
   int acked, refused, lost_ok;
 } wrec;
 
+typedef struct blob {          /* a stored cell's bytes; p NULL: none */
+  uint8_t *p;
+  size_t n;
+} blob;
+
 typedef struct cop {           /* a coordinator's request in flight */
   int node, key, client, wid, is_read, done;
   uint64_t op, epoch;
   int count;                   /* acks or replies, its own included */
-  dvv merged;                  /* reads */
+  blob merged;                 /* reads */
 } cop;
 
 typedef struct simnode {
   int up;
   uint64_t paused_until, epoch;
   uint32_t inc;
-  dvv store[NKEYS];
+  blob store[NKEYS];
 } simnode;
 
 typedef struct client {
@@ -214,14 +224,7 @@ static void send(msg m) {
   push(m);
 }
 
-static uint8_t *encode_set(const dvv *s, size_t *n) {
-  *n = dvv_encoded_size(s);
-  uint8_t *b = malloc(*n);
-  dvv_encode(s, b);
-  return b;
-}
-
-static void send_set(int kind, int from, int to, int key, uint64_t op, const dvv *s) {
+static void send_cell(int kind, int from, int to, int key, uint64_t op, const blob *c) {
   msg m;
   memset(&m, 0, sizeof m);
   m.kind = kind;
@@ -229,14 +232,89 @@ static void send_set(int kind, int from, int to, int key, uint64_t op, const dvv
   m.to = to;
   m.key = key;
   m.op = op;
-  m.buf = encode_set(s, &m.n);
+  if (c->p) {
+    m.buf = malloc(c->n);
+    memcpy(m.buf, c->p, c->n);
+    m.n = c->n;
+  }
   send(m);
 }
 
-static int decode_set(const msg *m, dvv *out) {
-  int rc = dvv_decode(m->buf, m->n, out);
-  if (rc) violation("a set sent by node %d did not decode (%d)", m->from, rc);
+/* The versions of a stored cell (none: an empty set). */
+static int versions_of(const uint8_t *p, size_t n, dvv *out) {
+  dvv_close(out);
+  dvv_init(out);
+  if (p == NULL) return 0;
+  cell c;
+  int rc = cell_decode(p, n, &c);
+  if (rc == 0) rc = cell_versions(&c, out);
+  if (rc) violation("a stored or sent cell did not decode (%d, %d bytes)", rc, (int)n);
   return rc;
+}
+
+static void track_siblings(const blob *b) {
+  dvv s;
+  dvv_init(&s);
+  if (versions_of(b->p, b->n, &s) == 0 && (long)dvv_count(&s) > S.max_sib)
+    S.max_sib = (long)dvv_count(&s);
+  dvv_close(&s);
+}
+
+static void blob_set(blob *b, uint8_t *p, size_t n) {
+  free(b->p);
+  b->p = p;
+  b->n = n;
+}
+
+static void blob_copy(blob *b, const uint8_t *p, size_t n) {
+  uint8_t *q = NULL;
+  if (p) {
+    q = malloc(n ? n : 1);
+    memcpy(q, p, n);
+  }
+  blob_set(b, q, n);
+}
+
+/* Every merge of the simulation: replica writes, read repair, reads,
+** anti-entropy, all through cell_merge_versions. The planted bug drops a
+** sibling here. */
+static void blob_merge(blob *b, const uint8_t *p, size_t n) {
+  if (p == NULL) return;
+  if (b->p == NULL) {
+    blob_copy(b, p, n);
+  } else {
+    cell x, y;
+    if (cell_decode(b->p, b->n, &x) || cell_decode(p, n, &y)) {
+      violation("a cell did not decode (%d bytes, %d bytes)", (int)b->n, (int)n);
+      return;
+    }
+    cell_buf out = {0};
+    const cell *win;
+    int rc = cell_merge_versions(&x, &y, &out, &win);
+    if (rc < 0) {
+      violation("cell_merge_versions failed (%d)", rc, 0);
+      return;
+    }
+    if (rc == 1) blob_set(b, out.p, out.n);
+    else if (win == &y) blob_copy(b, p, n);
+  }
+  if (S.bug == BUG_MERGE) {
+    dvv v;
+    dvv_init(&v);
+    if (versions_of(b->p, b->n, &v) == 0 && dvv_count(&v) >= 2) {
+      cell_buf out = {0};
+      dvv_discard(&v, dvv_count(&v) - 1);
+      cell_from_versions(&v, &out);
+      blob_set(b, out.p, out.n);
+    }
+    dvv_close(&v);
+  }
+  track_siblings(b);
+}
+
+static int same_blob(const blob *b, const uint8_t *p, size_t n) {
+  if (b->p == NULL || p == NULL) return b->p == NULL && p == NULL;
+  return b->n == n && memcmp(b->p, p, n) == 0;
 }
 
 /* ---------------------------------------------------------- replicas */
@@ -250,14 +328,6 @@ static int replica(int key, int i) { return (key + i) % NNODES; }
 static dvv_actor actor_of(int node) {
   dvv_actor a = {1000 + (uint64_t)node, S.nodes[node].inc};
   return a;
-}
-
-/* Every merge of the simulation: replica writes, read repair, reads,
-** anti-entropy. The planted bug drops a sibling here. */
-static void sim_merge(dvv *a, const dvv *b) {
-  CU_ASSERT_EQUAL_FATAL(dvv_merge(a, b), 0);
-  if (S.bug == BUG_MERGE && dvv_count(a) >= 2) dvv_discard(a, dvv_count(a) - 1);
-  if ((long)dvv_count(a) > S.max_sib) S.max_sib = (long)dvv_count(a);
 }
 
 static cop *cop_new(int node, int key, const msg *m, int is_read) {
@@ -275,7 +345,6 @@ static cop *cop_new(int node, int key, const msg *m, int is_read) {
   c->is_read = is_read;
   c->epoch = S.nodes[node].epoch;
   c->count = 1;
-  dvv_init(&c->merged);
   return c;
 }
 
@@ -287,7 +356,7 @@ static cop *cop_of(uint64_t id, int node) {
   return c;
 }
 
-static void reply_client(int kind, int from, const cop *c, const dvv *s) {
+static void reply_client(int kind, int from, const cop *c, const blob *b) {
   msg m;
   memset(&m, 0, sizeof m);
   m.kind = kind;
@@ -296,7 +365,11 @@ static void reply_client(int kind, int from, const cop *c, const dvv *s) {
   m.client = c->client;
   m.op = c->op;
   m.wid = c->wid;
-  if (s) m.buf = encode_set(s, &m.n);
+  if (b && b->p) {
+    m.buf = malloc(b->n);
+    memcpy(m.buf, b->p, b->n);
+    m.n = b->n;
+  }
   send(m);
 }
 
@@ -323,7 +396,12 @@ static void on_write(int self, msg *m) {
                   CBYTES(w->val, w->tomb ? 0 : strlen(w->val))};
   dvv_dot dot;
   const dvv_vv *use = S.bug == BUG_CONTEXT ? NULL : &ctx;
-  int rc = dvv_event(&n->store[m->key], use, actor_of(self), &dw, SIB_LIMIT, &dot);
+  blob *st = &n->store[m->key];
+  cell stored;
+  int rc = 0;
+  if (st->p && cell_decode(st->p, st->n, &stored)) violation("stored cell of key %d", m->key, 0);
+  cell_buf out = {0};
+  rc = cell_event(st->p ? &stored : NULL, use, actor_of(self), &dw, SIB_LIMIT, &out, &dot);
   dvv_vv_close(&ctx);
   cop *c = cop_new(self, m->key, m, 0);
   uint64_t id = S.ncops;
@@ -335,8 +413,8 @@ static void on_write(int self, msg *m) {
     return;
   }
   CU_ASSERT_EQUAL_FATAL(rc, 0);
-  if ((long)dvv_count(&n->store[m->key]) > S.max_sib)
-    S.max_sib = (long)dvv_count(&n->store[m->key]);
+  blob_set(st, out.p, out.n);
+  track_siblings(st);
   if (w->applied) violation("write %d applied twice", m->wid, 0);
   /* dots are unique: no other write of the key got this one */
   for (size_t i = 0; i < S.nw; i++)
@@ -347,7 +425,7 @@ static void on_write(int self, msg *m) {
   w->dot = dot;
   for (int i = 0; i < RF; i++) {
     int r = replica(m->key, i);
-    if (r != self) send_set(M_REPL, self, r, m->key, id, &n->store[m->key]);
+    if (r != self) send_cell(M_REPL, self, r, m->key, id, st);
   }
 }
 
@@ -355,7 +433,8 @@ static void on_read(int self, msg *m) {
   if (forward(self, m)) return;
   cop *c = cop_new(self, m->key, m, 1);
   uint64_t id = S.ncops;
-  dvv_copy(&c->merged, &S.nodes[self].store[m->key]);
+  const blob *own = &S.nodes[self].store[m->key];
+  blob_copy(&c->merged, own->p, own->n);
   for (int i = 0; i < RF; i++) {
     int r = replica(m->key, i);
     if (r == self) continue;
@@ -373,42 +452,32 @@ static void on_read(int self, msg *m) {
 static void on_rdata(int self, msg *m) {
   cop *c = cop_of(m->op, self);
   if (c == NULL) return;
-  dvv got;
-  dvv_init(&got);
-  if (decode_set(m, &got) == 0) {
-    sim_merge(&c->merged, &got);
-    /* read repair: the replica that answered with less gets the merge,
-    ** and so does the coordinator's own store */
-    if (!dvv_equal(&got, &c->merged)) {
-      S.read_repairs++;
-      send_set(M_REPL, self, m->from, m->key, 0, &c->merged);
-    }
-    sim_merge(&S.nodes[self].store[m->key], &c->merged);
-    if (++c->count == R_REPLIES) {
-      c->done = 1;
-      reply_client(M_CDATA, self, c, &c->merged);
-      dvv_close(&c->merged);
-    }
+  blob_merge(&c->merged, m->buf, m->n);
+  /* read repair: the replica that answered with less gets the merge, and
+  ** so does the coordinator's own store */
+  if (!same_blob(&c->merged, m->buf, m->n)) {
+    S.read_repairs++;
+    send_cell(M_REPL, self, m->from, m->key, 0, &c->merged);
   }
-  dvv_close(&got);
+  blob_merge(&S.nodes[self].store[m->key], c->merged.p, c->merged.n);
+  if (++c->count == R_REPLIES) {
+    c->done = 1;
+    reply_client(M_CDATA, self, c, &c->merged);
+    blob_set(&c->merged, NULL, 0);
+  }
 }
 
 static void on_repl(int self, msg *m) {
-  dvv got;
-  dvv_init(&got);
-  if (decode_set(m, &got) == 0) {
-    sim_merge(&S.nodes[self].store[m->key], &got);
-    if (m->op) {
-      msg a;
-      memset(&a, 0, sizeof a);
-      a.kind = M_RACK;
-      a.from = self;
-      a.to = m->from;
-      a.op = m->op;
-      send(a);
-    }
+  blob_merge(&S.nodes[self].store[m->key], m->buf, m->n);
+  if (m->op) {
+    msg a;
+    memset(&a, 0, sizeof a);
+    a.kind = M_RACK;
+    a.from = self;
+    a.to = m->from;
+    a.op = m->op;
+    send(a);
   }
-  dvv_close(&got);
 }
 
 static void on_rack(int self, msg *m) {
@@ -421,15 +490,10 @@ static void on_rack(int self, msg *m) {
 }
 
 static void on_ae(int self, msg *m) {
-  dvv got;
-  dvv_init(&got);
-  if (decode_set(m, &got) == 0) {
-    dvv *mine = &S.nodes[self].store[m->key];
-    if (!dvv_equal(mine, &got)) S.ae_merges++;
-    sim_merge(mine, &got);
-    if (m->kind == M_AE) send_set(M_AE_BACK, self, m->from, m->key, 0, mine);
-  }
-  dvv_close(&got);
+  blob *mine = &S.nodes[self].store[m->key];
+  if (m->buf && !same_blob(mine, m->buf, m->n)) S.ae_merges++;
+  blob_merge(mine, m->buf, m->n);
+  if (m->kind == M_AE) send_cell(M_AE_BACK, self, m->from, m->key, 0, mine);
 }
 
 static void ae_tick(int self) {
@@ -440,7 +504,7 @@ static void ae_tick(int self) {
     int peer;
     do peer = replica(key, (int)(rnd() % RF));
     while (peer == self);
-    send_set(M_AE, self, peer, key, 0, &S.nodes[self].store[key]);
+    send_cell(M_AE, self, peer, key, 0, &S.nodes[self].store[key]);
   }
   timer(T_AE, (100 + rnd() % 200) * MS, self, 0);
 }
@@ -451,22 +515,28 @@ static void ae_tick(int self) {
 ** the checker may not ask for them. */
 static void wipe(int i) {
   simnode *n = &S.nodes[i];
+  dvv mine, other;
+  dvv_init(&mine);
+  dvv_init(&other);
   for (int k = 0; k < NKEYS; k++) {
     if (!is_replica(i, k)) continue;
+    versions_of(n->store[k].p, n->store[k].n, &mine);
     for (size_t j = 0; j < S.nw; j++) {
       wrec *w = &S.w[j];
-      if (w->key != k || !w->applied || !dvv_vv_covers(&n->store[k].clock, w->dot))
-        continue;
+      if (w->key != k || !w->applied || !dvv_vv_covers(&mine.clock, w->dot)) continue;
       int elsewhere = 0;
       for (int r = 0; r < RF; r++) {
         int o = replica(k, r);
-        if (o != i && dvv_vv_covers(&S.nodes[o].store[k].clock, w->dot)) elsewhere = 1;
+        if (o == i) continue;
+        versions_of(S.nodes[o].store[k].p, S.nodes[o].store[k].n, &other);
+        if (dvv_vv_covers(&other.clock, w->dot)) elsewhere = 1;
       }
       if (!elsewhere) w->lost_ok = 1;
     }
-    dvv_close(&n->store[k]);
-    dvv_init(&n->store[k]);
+    blob_set(&n->store[k], NULL, 0);
   }
+  dvv_close(&mine);
+  dvv_close(&other);
   if (S.bug != BUG_INCARNATION) n->inc++;
   S.wipes++;
 }
@@ -587,7 +657,7 @@ static void on_client(int c, msg *m) {
   if (m->kind == M_CDATA) {
     dvv got;
     dvv_init(&got);
-    if (decode_set(m, &got) == 0) {
+    if (versions_of(m->buf, m->n, &got) == 0) {
       check_known(&got, cl->key);
       /* the context as the client holds it: opaque bytes, decoded here */
       dvv_vv ctx;
@@ -658,7 +728,7 @@ static void deliver(msg *m) {
   case M_CWRITE: on_write(m->to, m); break;
   case M_CREAD: on_read(m->to, m); break;
   case M_RREAD:
-    send_set(M_RDATA, m->to, m->from, m->key, m->op, &n->store[m->key]);
+    send_cell(M_RDATA, m->to, m->from, m->key, m->op, &n->store[m->key]);
     break;
   case M_RDATA: on_rdata(m->to, m); break;
   case M_REPL: on_repl(m->to, m); break;
@@ -680,12 +750,12 @@ static void run_until(uint64_t t) {
 
 static void sim_free(void) {
   for (int i = 0; i < NNODES; i++)
-    for (int k = 0; k < NKEYS; k++) dvv_close(&S.nodes[i].store[k]);
+    for (int k = 0; k < NKEYS; k++) free(S.nodes[i].store[k].p);
   for (int c = 0; c < NCLIENTS; c++)
     for (int k = 0; k < NKEYS; k++) dvv_vv_close(&S.clients[c].saved[k]);
   for (size_t i = 0; i < S.nheap; i++) free(S.heap[i].buf);
   free(S.heap);
-  for (size_t i = 0; i < S.ncops; i++) dvv_close(&S.cops[i].merged);
+  for (size_t i = 0; i < S.ncops; i++) free(S.cops[i].merged.p);
   free(S.cops);
   for (size_t i = 0; i < S.nw; i++) dvv_vv_close(&S.w[i].ctx);
   free(S.w);
@@ -696,10 +766,16 @@ static void sim_free(void) {
 
 static void check_final(void) {
   for (int k = 0; k < NKEYS; k++) {
-    const dvv *f = &S.nodes[replica(k, 0)].store[k];
-    for (int r = 1; r < RF; r++)
-      if (!dvv_equal(f, &S.nodes[replica(k, r)].store[k]))
+    const blob *first = &S.nodes[replica(k, 0)].store[k];
+    for (int r = 1; r < RF; r++) {
+      const blob *o = &S.nodes[replica(k, r)].store[k];
+      if (!same_blob(first, o->p, o->n))
         violation("key %d: replica %d did not converge", k, replica(k, r));
+    }
+    dvv fs;
+    dvv_init(&fs);
+    versions_of(first->p, first->n, &fs);
+    const dvv *f = &fs;
     check_known(f, k);
     S.final_sib += (long)dvv_count(f);
     for (size_t i = 0; i < S.nw; i++) {
@@ -728,6 +804,7 @@ static void check_final(void) {
       if (!present && !covered)
         violation("key %d: write %d was dropped though no write superseded it", k, (int)i);
     }
+    dvv_close(&fs);
   }
 }
 
@@ -742,8 +819,23 @@ static long run_seed(uint64_t seed, int bug) {
   for (int i = 0; i < NNODES; i++) {
     S.nodes[i].up = 1;
     S.nodes[i].inc = 1;
-    for (int k = 0; k < NKEYS; k++) dvv_init(&S.nodes[i].store[k]);
     timer(T_AE, (rnd() % 200) * MS, i, 0);
+  }
+  /* data written before versioning: a plain cell on two replicas of each
+  ** key, the legacy write of the checker */
+  for (int k = 0; k < NKEYS; k++) {
+    wrec *w = new_write(-1, k, 0);
+    snprintf(w->val, sizeof w->val, "k%d-legacy", k);
+    w->applied = w->acked = 1;
+    w->dot.actor = CELL_LEGACY_ACTOR;
+    w->dot.counter = 1;
+    cell c = cell_live(1, 0, CBYTES(w->val, strlen(w->val)));
+    for (int r = 0; r < 2; r++) {
+      blob *b = &S.nodes[replica(k, r)].store[k];
+      b->n = cell_encoded_size(&c);
+      b->p = malloc(b->n);
+      cell_encode(&c, b->p);
+    }
   }
   for (int c = 0; c < NCLIENTS; c++) {
     for (int k = 0; k < NKEYS; k++) dvv_vv_init(&S.clients[c].saved[k]);
