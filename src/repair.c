@@ -38,7 +38,6 @@
 #include "wire_peer.h"
 
 #define REPAIR_ID_BIT (1ULL << 63)
-#define MAX_REPS 16
 
 typedef enum tstate { T_TREES, T_ROWS, T_STREAM, T_DONE } tstate;
 
@@ -68,7 +67,7 @@ typedef struct task {
   uint64_t req_id;
   uint64_t deadline_ns;
   size_t nreps;
-  rep reps[MAX_REPS];
+  rep reps[REPAIR_MAX_REPLICAS];
   order *orders;
   size_t norders;
 } task;
@@ -505,7 +504,7 @@ static void do_task_start(repair *r, task *t) {
       do_task_fail(r, t, "replica %s is down", reps[i].host_id);
       return;
     }
-    if (t->nreps == MAX_REPS) break;
+    if (t->nreps == REPAIR_MAX_REPLICAS) break;
     rep *p = &t->reps[t->nreps++];
     memset(p, 0, sizeof *p);
     snprintf(p->host_id, sizeof p->host_id, "%s", reps[i].host_id);
@@ -588,105 +587,110 @@ static void do_send_orders(repair *r, task *t, uint64_t bytes, uint64_t rows) {
   }
 }
 
-/* Caller holds r->mu. Every tree is in: compare them. */
-static void do_compare_trees(repair *r, task *t) {
-  r->compared++;
-  metrics_add(METRIC_REPAIR_RANGES, 1);
-  for (size_t l = 0; l < ((size_t)1 << t->reps[0].tree.depth); l++) {
-    r->range_bytes += t->reps[0].tree.leaves[l].bytes;
-    r->range_parts += t->reps[0].tree.leaves[l].partitions;
-  }
-  unsigned depth = MERKLE_MAX_DEPTH;
-  for (size_t i = 0; i < t->nreps; i++)
-    if (t->reps[i].tree.depth < depth) depth = t->reps[i].tree.depth;
-  for (size_t i = 0; i < t->nreps; i++)
-    if (merkle_truncate(&t->reps[i].tree, depth) != 0) {
-      do_task_fail(r, t, "%s", "out of memory");
-      return;
+/* ============================================= comparing (no I/O) */
+
+void repair_plan_free(repair_plan *p) {
+  free(p->narrow);
+  free(p->pulls);
+  memset(p, 0, sizeof *p);
+}
+
+/* Appends the pull of lo..hi by target from source, extending target's
+** last pull when it is contiguous and from the same source. */
+static int plan_add(repair_plan *p, size_t *last, size_t target, size_t source, int64_t lo,
+                    int64_t hi) {
+  if (last[target] != SIZE_MAX) {
+    repair_pull *l = &p->pulls[last[target]];
+    if (l->source == source && l->hi >= lo - 1 && l->lo <= lo) {
+      if (hi > l->hi) l->hi = hi;
+      return 0;
     }
+  }
+  if (p->npulls == p->cap) {
+    size_t nc = p->cap ? 2 * p->cap : 16;
+    repair_pull *np = realloc(p->pulls, nc * sizeof *np);
+    if (np == NULL) return CELLAR_ENOMEM;
+    p->pulls = np;
+    p->cap = nc;
+  }
+  last[target] = p->npulls;
+  p->pulls[p->npulls++] = (repair_pull){target, source, lo, hi};
+  return 0;
+}
+
+int repair_plan_trees(merkle_tree *const *trees, size_t n, uint64_t narrow_max,
+                      repair_plan *out) {
+  memset(out, 0, sizeof *out);
+  if (n < 2 || n > REPAIR_MAX_REPLICAS) return CELLAR_EINVAL;
+  for (size_t i = 1; i < n; i++)
+    if (trees[i]->lo != trees[0]->lo || trees[i]->hi != trees[0]->hi) return CELLAR_EINVAL;
+  unsigned depth = MERKLE_MAX_DEPTH;
+  for (size_t i = 0; i < n; i++)
+    if (trees[i]->depth < depth) depth = trees[i]->depth;
+  for (size_t i = 0; i < n; i++)
+    if (merkle_truncate(trees[i], depth) != 0) return CELLAR_ENOMEM;
   /* a leaf differs when some replica differs from the first one: if two
   ** replicas differ, one of them differs from the first */
   size_t nl = (size_t)1 << depth;
   uint8_t *diff = calloc(nl, 1);
-  if (diff == NULL) {
-    do_task_fail(r, t, "%s", "out of memory");
-    return;
-  }
-  size_t ndiff = 0;
-  uint64_t listed = 0;   /* partitions a REPAIR_ROWS would list, at most */
-  for (size_t k = 1; k < t->nreps; k++) {
-    size_t *idx = NULL, n = 0;
-    if (merkle_diff(&t->reps[0].tree, &t->reps[k].tree, &idx, &n, NULL) != 0) {
-      free(diff);
-      do_task_fail(r, t, "%s", "out of memory");
-      return;
-    }
-    for (size_t i = 0; i < n; i++) ndiff += !diff[idx[i]], diff[idx[i]] = 1;
-    free(idx);
-  }
+  if (diff == NULL) return CELLAR_ENOMEM;
+  uint64_t listed = 0;   /* partitions the digest lists would hold */
+  for (size_t k = 1; k < n; k++)
+    for (size_t l = 0; l < nl; l++)
+      if (trees[k]->leaves[l].hash != trees[0]->leaves[l].hash) {
+        out->mismatches += !diff[l];
+        diff[l] = 1;
+      }
   for (size_t l = 0; l < nl; l++)
     if (diff[l])
-      for (size_t k = 0; k < t->nreps; k++) listed += t->reps[k].tree.leaves[l].partitions;
-  r->mismatches += ndiff;
-  metrics_add(METRIC_REPAIR_MISMATCHES, ndiff);
-  if (ndiff == 0) {
-    free(diff);
-    do_task_done(r, t);
-    return;
-  }
-  log_info("repair: table %016" PRIx64 " range %" PRId64 "..%" PRId64 ": %zu of %zu leaves differ",
-           t->table_id, t->lo, t->hi, ndiff, nl);
-  if (listed <= REPAIR_NARROW_MAX) {
-    /* narrow down to partitions: ask every replica for the digests of the
-    ** differing leaves (contiguous leaves merged into one range) */
-    int64_t (*rg)[2] = calloc(ndiff, sizeof *rg);
-    size_t n = 0;
-    for (size_t l = 0; rg && l < nl; l++) {
-      if (!diff[l]) continue;
-      int64_t lo, hi;
-      merkle_leaf_range(&t->reps[0].tree, l, &lo, &hi);
-      if (lo > hi) continue;
-      if (n && rg[n - 1][1] == lo - 1) rg[n - 1][1] = hi;
-      else rg[n][0] = lo, rg[n][1] = hi, n++;
-    }
-    free(diff);
-    if (rg == NULL) {
-      do_task_fail(r, t, "%s", "out of memory");
-      return;
-    }
-    t->st = T_ROWS;
-    do_send_request(r, t, FRAME_REPAIR_ROWS, rg, n);
-    free(rg);
-    return;
-  }
-  /* too many partitions to list: stream the differing leaves whole, each
-  ** replica pulling from every replica whose leaf hash differs from its own */
-  uint64_t bytes = 0, rows = 0;
+      for (size_t k = 0; k < n; k++) listed += trees[k]->leaves[l].partitions;
   int rc = 0;
-  for (size_t l = 0; l < nl && rc == 0; l++) {
-    if (!diff[l]) continue;
-    int64_t lo, hi;
-    merkle_leaf_range(&t->reps[0].tree, l, &lo, &hi);
-    for (size_t a = 0; a < t->nreps && rc == 0; a++)
-      for (size_t b = 0; b < t->nreps && rc == 0; b++) {
-        const merkle_leaf *la = &t->reps[a].tree.leaves[l], *lb = &t->reps[b].tree.leaves[l];
-        if (a == b || la->hash == lb->hash || lb->partitions == 0) continue;
-        int dup = 0;   /* one pull per version of the leaf */
-        for (size_t c = 0; c < b && !dup; c++)
-          dup = c != a && t->reps[c].tree.leaves[l].hash == lb->hash;
-        if (dup) continue;
-        rc = order_add(t, a, b, lo, hi);
-        bytes += lb->bytes;
-        rows += lb->partitions;   /* partitions: leaves do not count rows */
+  if (out->mismatches == 0) {
+  } else if (listed <= narrow_max) {
+    /* narrow down to partitions: the differing leaves' ranges, contiguous
+    ** leaves merged */
+    out->narrow = calloc(out->mismatches, sizeof *out->narrow);
+    if (out->narrow == NULL) rc = CELLAR_ENOMEM;
+    for (size_t l = 0; rc == 0 && l < nl; l++) {
+      int64_t lo, hi;
+      merkle_leaf_range(trees[0], l, &lo, &hi);
+      if (!diff[l] || lo > hi) continue;
+      size_t k = out->nnarrow;
+      if (k && out->narrow[k - 1][1] == lo - 1) {
+        out->narrow[k - 1][1] = hi;
+      } else {
+        out->narrow[k][0] = lo;
+        out->narrow[k][1] = hi;
+        out->nnarrow++;
       }
+    }
+  } else {
+    /* too many partitions to list: the differing leaves streamed whole,
+    ** each replica pulling every other version of the leaf once */
+    size_t last[REPAIR_MAX_REPLICAS];
+    for (size_t i = 0; i < n; i++) last[i] = SIZE_MAX;
+    for (size_t l = 0; l < nl && rc == 0; l++) {
+      int64_t lo, hi;
+      merkle_leaf_range(trees[0], l, &lo, &hi);
+      if (!diff[l] || lo > hi) continue;
+      for (size_t a = 0; a < n && rc == 0; a++)
+        for (size_t b = 0; b < n && rc == 0; b++) {
+          const merkle_leaf *la = &trees[a]->leaves[l], *lb = &trees[b]->leaves[l];
+          if (a == b || la->hash == lb->hash || lb->partitions == 0) continue;
+          int dup = 0;   /* one pull per version of the leaf */
+          for (size_t c = 0; c < b && !dup; c++)
+            dup = c != a && trees[c]->leaves[l].hash == lb->hash;
+          if (dup) continue;
+          rc = plan_add(out, last, a, b, lo, hi);
+          out->bytes += lb->bytes;
+          out->rows += lb->partitions;   /* leaves count partitions, not rows */
+          out->partitions += lb->partitions;
+        }
+    }
   }
   free(diff);
-  if (rc) {
-    do_task_fail(r, t, "%s", "out of memory");
-    return;
-  }
-  r->parts_differing += rows;
-  do_send_orders(r, t, bytes, rows);
+  if (rc) repair_plan_free(out);
+  return rc;
 }
 
 typedef struct part_ref {
@@ -703,56 +707,116 @@ static int cmp_ref(const void *a, const void *b) {
   return (x->rep > y->rep) - (x->rep < y->rep);
 }
 
-/* Caller holds r->mu. Every digest list is in: order the pulls. */
-static void do_compare_rows(repair *r, task *t) {
+int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts, size_t n,
+                      repair_plan *out) {
+  memset(out, 0, sizeof *out);
+  if (n < 2 || n > REPAIR_MAX_REPLICAS) return CELLAR_EINVAL;
   size_t total = 0;
-  for (size_t i = 0; i < t->nreps; i++) total += t->reps[i].rows.n;
+  for (size_t i = 0; i < n; i++) total += counts[i];
   part_ref *refs = calloc(total ? total : 1, sizeof *refs);
-  if (refs == NULL) {
-    do_task_fail(r, t, "%s", "out of memory");
-    return;
-  }
+  if (refs == NULL) return CELLAR_ENOMEM;
   size_t k = 0;
-  for (size_t i = 0; i < t->nreps; i++)
-    for (size_t j = 0; j < t->reps[i].rows.n; j++) refs[k++] = (part_ref){&t->reps[i].rows.parts[j], i};
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < counts[i]; j++) refs[k++] = (part_ref){&lists[i][j], i};
+  /* by key, so a target's pulls come in token order (keys start with the
+  ** token) and contiguous tokens merge */
   qsort(refs, total, sizeof *refs, cmp_ref);
-  uint64_t bytes = 0, rows = 0;
+  size_t last[REPAIR_MAX_REPLICAS];
+  for (size_t i = 0; i < n; i++) last[i] = SIZE_MAX;
   int rc = 0;
   for (size_t i = 0; i < total && rc == 0;) {
     size_t j = i;
-    const wire_part_digest *have[MAX_REPS] = {0};
+    const wire_part_digest *have[REPAIR_MAX_REPLICAS] = {0};
     while (j < total && refs[j].d->key.n == refs[i].d->key.n &&
            !memcmp(refs[j].d->key.p, refs[i].d->key.p, refs[i].d->key.n)) {
       have[refs[j].rep] = refs[j].d;
       j++;
     }
     int same = 1;
-    for (size_t a = 0; same && a < t->nreps; a++)
-      same = have[a] && have[a]->digest == have[0]->digest;
+    for (size_t a = 0; same && a < n; a++) same = have[a] && have[a]->digest == have[0]->digest;
     if (!same) {
-      r->parts_differing++;
+      out->partitions++;
       int64_t tok = refs[i].d->token;
-      for (size_t a = 0; a < t->nreps && rc == 0; a++)
-        for (size_t b = 0; b < t->nreps && rc == 0; b++) {
+      for (size_t a = 0; a < n && rc == 0; a++)
+        for (size_t b = 0; b < n && rc == 0; b++) {
           if (a == b || have[b] == NULL || (have[a] && have[a]->digest == have[b]->digest))
             continue;
-          int dup = 0;   /* one pull per version: from the first holder */
+          int dup = 0;   /* one pull per version: from its first holder */
           for (size_t c = 0; c < b && !dup; c++)
             dup = c != a && have[c] && have[c]->digest == have[b]->digest;
           if (dup) continue;
-          rc = order_add(t, a, b, tok, tok);
-          bytes += have[b]->bytes;
-          rows += have[b]->rows;
+          rc = plan_add(out, last, a, b, tok, tok);
+          out->bytes += have[b]->bytes;
+          out->rows += have[b]->rows;
         }
     }
     i = j;
   }
   free(refs);
-  if (rc) {
+  if (rc) repair_plan_free(out);
+  return rc;
+}
+
+/* ======================================== the coordinator's range tasks */
+
+/* Caller holds r->mu. Turns a plan's pulls into STREAM_ORDERs. */
+static void do_stream_plan(repair *r, task *t, const repair_plan *p) {
+  r->parts_differing += p->partitions;
+  for (size_t i = 0; i < p->npulls; i++) {
+    const repair_pull *u = &p->pulls[i];
+    if (order_add(t, u->target, u->source, u->lo, u->hi) != 0) {
+      do_task_fail(r, t, "%s", "out of memory");
+      return;
+    }
+  }
+  do_send_orders(r, t, p->bytes, p->rows);
+}
+
+/* Caller holds r->mu. Every tree is in: compare them. */
+static void do_compare_trees(repair *r, task *t) {
+  r->compared++;
+  metrics_add(METRIC_REPAIR_RANGES, 1);
+  for (size_t l = 0; l < ((size_t)1 << t->reps[0].tree.depth); l++) {
+    r->range_bytes += t->reps[0].tree.leaves[l].bytes;
+    r->range_parts += t->reps[0].tree.leaves[l].partitions;
+  }
+  merkle_tree *trees[REPAIR_MAX_REPLICAS];
+  for (size_t i = 0; i < t->nreps; i++) trees[i] = &t->reps[i].tree;
+  repair_plan p;
+  if (repair_plan_trees(trees, t->nreps, REPAIR_NARROW_MAX, &p) != 0) {
     do_task_fail(r, t, "%s", "out of memory");
     return;
   }
-  do_send_orders(r, t, bytes, rows);
+  r->mismatches += p.mismatches;
+  metrics_add(METRIC_REPAIR_MISMATCHES, p.mismatches);
+  if (p.mismatches)
+    log_info("repair: table %016" PRIx64 " range %" PRId64 "..%" PRId64 ": %zu of %zu leaves "
+             "differ", t->table_id, t->lo, t->hi, p.mismatches,
+             (size_t)1 << t->reps[0].tree.depth);
+  if (p.nnarrow) {
+    t->st = T_ROWS;
+    do_send_request(r, t, FRAME_REPAIR_ROWS, p.narrow, p.nnarrow);
+  } else {
+    do_stream_plan(r, t, &p);   /* nothing, or whole leaves */
+  }
+  repair_plan_free(&p);
+}
+
+/* Caller holds r->mu. Every digest list is in: order the pulls. */
+static void do_compare_rows(repair *r, task *t) {
+  const wire_part_digest *lists[REPAIR_MAX_REPLICAS];
+  size_t counts[REPAIR_MAX_REPLICAS];
+  for (size_t i = 0; i < t->nreps; i++) {
+    lists[i] = t->reps[i].rows.parts;
+    counts[i] = t->reps[i].rows.n;
+  }
+  repair_plan p;
+  if (repair_plan_parts(lists, counts, t->nreps, &p) != 0) {
+    do_task_fail(r, t, "%s", "out of memory");
+    return;
+  }
+  do_stream_plan(r, t, &p);
+  repair_plan_free(&p);
 }
 
 static void do_schedule(repair *r);

@@ -48,7 +48,9 @@
 #include "config.h"
 #include "engine.h"
 #include "frame.h"
+#include "merkle.h"
 #include "result.h"
+#include "wire_peer.h"
 
 #define REPAIR_TIMEOUT_MS 3600000     /* a tree or a digest list */
 #define REPAIR_STREAM_TIMEOUT_MS 900000
@@ -56,7 +58,58 @@
 #define REPAIR_TICK_MS 50
 #define REPAIR_SCAN_CHUNK (1u << 20)  /* bytes a replica scans per worker job */
 
+#define REPAIR_MAX_REPLICAS 16        /* compared per range at most */
+
 typedef struct repair repair;
+
+/* ------------------------------------------ comparing replicas (no I/O)
+**
+** What the coordinator decides from the replicas' answers, as functions of
+** them alone (the simulation drives them directly). Replicas are indexes
+** 0..n-1 into the arrays given.
+*/
+
+/* Replica `target` pulls tokens lo..hi from replica `source`. */
+typedef struct repair_pull {
+  size_t target, source;
+  int64_t lo, hi;
+} repair_pull;
+
+typedef struct repair_plan {
+  size_t mismatches;           /* trees: differing leaves */
+  uint64_t partitions;         /* partitions that differ (whole leaves: all
+                                  the partitions the pulls move) */
+  uint64_t bytes, rows;        /* what the pulls will move (whole leaves:
+                                  rows counts partitions) */
+  int64_t (*narrow)[2];        /* trees: token ranges ({lo, hi}) whose
+                                  digest lists to ask for; malloc'd */
+  size_t nnarrow;
+  repair_pull *pulls;          /* malloc'd; contiguous pulls merged */
+  size_t npulls, cap;
+} repair_plan;
+
+/*
+** Compares the trees of one range (folding them all to the smallest depth
+** among them). Nothing differs: an empty plan. The differing leaves hold
+** narrow_max partitions or fewer (all replicas counted): out->narrow lists
+** their ranges, to ask REPAIR_ROWS for. More: out->pulls stream those leaves
+** whole, each replica pulling once every other version of a leaf it lacks.
+** 0, CELLAR_EINVAL (n outside 2..REPAIR_MAX_REPLICAS, trees over different
+** ranges) or CELLAR_ENOMEM. Free with repair_plan_free.
+*/
+int repair_plan_trees(merkle_tree *const *trees, size_t n, uint64_t narrow_max,
+                      repair_plan *out);
+
+/*
+** Compares digest lists (lists[i]: replica i's, counts[i] entries): a
+** partition differs when a replica lacks it or has another digest; each
+** replica then pulls its token once per version it lacks, from the first
+** replica holding that version. 0, CELLAR_EINVAL, CELLAR_ENOMEM. Free with
+** repair_plan_free.
+*/
+int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts,
+                      size_t n, repair_plan *out);
+void repair_plan_free(repair_plan *p);
 
 /* All borrowed: they outlive the repair. *out: caller frees with
 ** repair_free once the loop has ended. 0 or CELLAR_ENOMEM. */

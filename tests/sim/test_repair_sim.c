@@ -3,12 +3,14 @@
 ** seed). Three replicas of one token range take QUORUM writes while one of
 ** them is down for longer than the hint window (so no hint will bring the
 ** writes back); some writes also reach only one replica (a coordinator
-** that crashed after one ack). Repair runs the protocol of repair.c on
-** merkle.c: trees per replica at MERKLE_MAX_DEPTH folded to the depth of
-** each replica's count, the diff, per-partition digests of the differing
-** leaves, pulls of exactly the differing partitions from each replica
-** that holds another version (one pull per version), merged
-** last-write-wins.
+** that crashed after one ack). Repair runs repair.c's own planning
+** (repair_plan_trees, repair_plan_parts) on merkle.c's trees: a tree per
+** replica at MERKLE_MAX_DEPTH folded to the depth of its count, encoded and
+** decoded, the diff, the digests of the partitions in the differing leaves,
+** pulls of exactly the differing partitions from each replica that holds
+** another version (one pull per version), applied as pulls merged
+** last-write-wins. Odd rounds stream the differing leaves whole instead (as
+** when too many partitions differ to list them).
 **
 ** Checked: the replicas converge (identical trees after, a second repair
 ** finds no mismatch), no acknowledged write is lost, and only partitions
@@ -21,6 +23,7 @@
 #include <string.h>
 #include "cellar/cellar.h"
 #include "merkle.h"
+#include "repair.h"
 #include "testutil.h"
 
 #define R 3
@@ -68,10 +71,40 @@ static void tree_of(int r, merkle_tree *t) {
   CU_ASSERT_EQUAL(merkle_truncate(t, merkle_depth_for(n)), 0);
 }
 
-/* One repair; returns the partitions transferred, *mismatches the leaves. */
-static size_t repair(size_t *mismatches, const uint8_t *differs) {
-  merkle_tree t[R];
-  unsigned depth = MERKLE_MAX_DEPTH;
+static uint8_t keybuf[R][KEYS][8];
+static part before[R][KEYS];
+
+/* A partition's key in a digest list: its token, order-preserving. */
+static void key_of(int64_t tok, uint8_t out[8]) {
+  uint64_t u = (uint64_t)tok ^ (1ULL << 63);
+  for (int i = 0; i < 8; i++) out[i] = (uint8_t)(u >> (56 - 8 * i));
+}
+
+/* Applies the plan's pulls to the replicas as they were before (a pull
+** returns what its source held), merged LWW. Returns the partitions moved;
+** with differs, checks that only differing ones moved. */
+static size_t apply(const repair_plan *p, const uint8_t *differs) {
+  memcpy(before, reps, sizeof reps);
+  size_t moved = 0;
+  for (size_t i = 0; i < p->npulls; i++) {
+    const repair_pull *u = &p->pulls[i];
+    CU_ASSERT_FATAL(u->target < R && u->source < R && u->target != u->source);
+    for (int k = 0; k < KEYS; k++) {
+      if (tokens[k] < u->lo || tokens[k] > u->hi || before[u->source][k].version == 0) continue;
+      moved++;
+      if (differs) CU_ASSERT(differs[k]);   /* only differing partitions move */
+      if (before[u->source][k].version > reps[u->target][k].version)
+        reps[u->target][k].version = before[u->source][k].version;
+    }
+  }
+  return moved;
+}
+
+/* One repair through repair.c's planning; returns the partitions
+** transferred, *mismatches the leaves. narrow_max as REPAIR_NARROW_MAX (0:
+** the differing leaves are streamed whole). */
+static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t narrow_max) {
+  merkle_tree t[R], *tp[R];
   for (int r = 0; r < R; r++) {
     tree_of(r, &t[r]);
     /* the tree travels encoded */
@@ -81,47 +114,42 @@ static size_t repair(size_t *mismatches, const uint8_t *differs) {
     merkle_free(&t[r]);
     CU_ASSERT_EQUAL_FATAL(merkle_decode(p, n, &t[r]), 0);
     free(p);
-    if (t[r].depth < depth) depth = t[r].depth;
+    tp[r] = &t[r];
   }
-  for (int r = 0; r < R; r++) merkle_truncate(&t[r], depth);
-  size_t nl = (size_t)1 << depth;
-  uint8_t *diff = calloc(nl, 1);
-  *mismatches = 0;
-  for (int r = 1; r < R; r++) {
-    size_t *idx, n;
-    CU_ASSERT_EQUAL_FATAL(merkle_diff(&t[0], &t[r], &idx, &n, NULL), 0);
-    for (size_t i = 0; i < n; i++) {
-      *mismatches += !diff[idx[i]];
-      diff[idx[i]] = 1;
-    }
-    free(idx);
-  }
-  /* REPAIR_ROWS: the digests of the partitions in the differing leaves;
-  ** then each replica pulls every other version it lacks */
+  repair_plan plan;
+  CU_ASSERT_EQUAL_FATAL(repair_plan_trees(tp, R, narrow_max, &plan), 0);
+  *mismatches = plan.mismatches;
   size_t moved = 0;
-  for (int k = 0; k < KEYS; k++) {
-    if (!diff[merkle_leaf_of(&t[0], tokens[k])]) continue;
-    uint64_t best = 0;
-    int same = 1;
+  if (plan.nnarrow) {
+    /* REPAIR_ROWS: every replica's digests of the partitions it holds in
+    ** the narrowed ranges */
+    static wire_part_digest lists[R][KEYS];
+    const wire_part_digest *lp[R];
+    size_t counts[R] = {0};
     for (int r = 0; r < R; r++) {
-      if (reps[r][k].version > best) best = reps[r][k].version;
-      same &= reps[r][k].version == reps[0][k].version;
+      lp[r] = lists[r];
+      for (int k = 0; k < KEYS; k++) {
+        int in = 0;
+        for (size_t i = 0; i < plan.nnarrow && !in; i++)
+          in = tokens[k] >= plan.narrow[i][0] && tokens[k] <= plan.narrow[i][1];
+        if (!in || reps[r][k].version == 0) continue;
+        key_of(tokens[k], keybuf[r][k]);
+        lists[r][counts[r]++] = (wire_part_digest){tokens[k], {keybuf[r][k], 8},
+                                                   digest(&reps[r][k]), 100, 1};
+      }
     }
-    if (same) continue;
-    for (int a = 0; a < R; a++)
-      for (int b = 0; b < R; b++)
-        if (a != b && reps[b][k].version && reps[b][k].version != reps[a][k].version) {
-          int dup = 0;   /* one pull per version, from its first holder */
-          for (int c = 0; c < b && !dup; c++)
-            dup = c != a && reps[c][k].version == reps[b][k].version;
-          if (dup) continue;
-          moved++;
-          if (differs) CU_ASSERT(differs[k]);   /* only differing partitions move */
-        }
-    for (int r = 0; r < R; r++) reps[r][k].version = best;   /* LWW merge */
+    repair_plan rows;
+    CU_ASSERT_EQUAL_FATAL(repair_plan_parts(lp, counts, R, &rows), 0);
+    moved = apply(&rows, differs);
+    CU_ASSERT_EQUAL(rows.rows, moved);
+    repair_plan_free(&rows);
+  } else {
+    CU_ASSERT(plan.mismatches == 0 || plan.npulls > 0);
+    moved = apply(&plan, NULL);   /* whole leaves: agreeing neighbours move too */
+    CU_ASSERT_EQUAL(plan.partitions, moved);
   }
+  repair_plan_free(&plan);
   for (int r = 0; r < R; r++) merkle_free(&t[r]);
-  free(diff);
   return moved;
 }
 
@@ -132,7 +160,7 @@ static void test_converge_after_long_outage(void) {
   for (int round = 0; round < 5; round++) {
     rng = seed * 1000 + (uint64_t)round;
     for (int k = 0; k < KEYS; k++) {
-      uint64_t x = next() >> 2;
+      uint64_t x = next() >> 1;   /* 0 .. 2^63 - 1: the whole range */
       tokens[k] = RANGE_LO + (int64_t)(x % ((uint64_t)RANGE_HI - (uint64_t)RANGE_LO));
     }
     qsort(tokens, KEYS, sizeof *tokens, cmp_tok);
@@ -172,10 +200,13 @@ static void test_converge_after_long_outage(void) {
       ndiff += differs[k];
     }
     size_t mism = 0;
-    size_t moved = repair(&mism, differs);
+    /* odd rounds: as with a replica that lost too much to list, the
+    ** differing leaves are streamed whole */
+    int whole = round & 1;
+    size_t moved = run_repair(&mism, whole ? NULL : differs, whole ? 0 : REPAIR_NARROW_MAX);
     CU_ASSERT(ndiff == 0 || mism > 0);
     CU_ASSERT(moved >= ndiff);              /* every differing one moved */
-    CU_ASSERT(moved <= R * ndiff);          /* two versions: R pulls at most */
+    if (!whole) CU_ASSERT(moved <= R * ndiff);   /* two versions: R pulls at most */
     /* converged, nothing acknowledged lost */
     int lost = 0, apart = 0;
     for (int k = 0; k < KEYS; k++)
@@ -187,10 +218,10 @@ static void test_converge_after_long_outage(void) {
     CU_ASSERT_EQUAL(apart, 0);
     /* a second repair finds nothing */
     size_t mism2 = 0;
-    CU_ASSERT_EQUAL(repair(&mism2, NULL), 0);
+    CU_ASSERT_EQUAL(run_repair(&mism2, NULL, REPAIR_NARROW_MAX), 0);
     CU_ASSERT_EQUAL(mism2, 0);
     printf("  round %d: replica %d down, %zu partitions differed, %zu leaves mismatched, "
-           "%zu transfers\n", round, down, ndiff, mism, moved);
+           "%zu transfers%s\n", round, down, ndiff, mism, moved, whole ? " (whole leaves)" : "");
     free(differs);
   }
 }
