@@ -518,7 +518,8 @@ static void do_task_start(repair *r, task *t) {
   do_send_request(r, t, FRAME_MERKLE_REQUEST, range, 1);
 }
 
-/* The pull of (lo..hi) by reps[target] from reps[source]. */
+/* The pull of lo..hi by reps[target] from reps[source], into target's
+** STREAM_ORDER (the plan has merged contiguous pulls already). */
 static int order_add(task *t, size_t target, size_t source, int64_t lo, int64_t hi) {
   order *o = NULL;
   for (size_t i = 0; i < t->norders; i++)
@@ -530,14 +531,6 @@ static int order_add(task *t, size_t target, size_t source, int64_t lo, int64_t 
     o = &t->orders[t->norders++];
     memset(o, 0, sizeof *o);
     o->target = target;
-  }
-  const char *src = t->reps[source].addr;
-  if (o->n) {   /* contiguous with the last one from the same source: extend */
-    cluster_range *l = &o->r[o->n - 1];
-    if (!strcmp(l->source, src) && l->hi >= lo - 1 && l->lo <= lo) {
-      if (hi > l->hi) l->hi = hi;
-      return 0;
-    }
   }
   if (o->n == o->cap) {
     size_t nc = o->cap ? 2 * o->cap : 16;
@@ -551,7 +544,7 @@ static int order_add(task *t, size_t target, size_t source, int64_t lo, int64_t 
   c->table_id = t->table_id;
   c->lo = lo;
   c->hi = hi;
-  snprintf(c->source, sizeof c->source, "%s", src);
+  snprintf(c->source, sizeof c->source, "%s", t->reps[source].addr);
   return 0;
 }
 
