@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cellar/cellar.h"
+#include "config.h"
 #include "hints.h"
+#include "storage.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------- fake store */
@@ -562,6 +564,94 @@ static void test_drop_and_store_during_replay(void) {
   free(w);
 }
 
+/* The hints column family (storage.h): batch put/delete, prefix scans from
+** a key (exclusive), drop of one target's range; all of it survives a
+** reopen. */
+typedef struct scan_acc {
+  int n;
+  uint64_t created[16];
+} scan_acc;
+
+static int acc(void *arg, cbytes k, cbytes v) {
+  scan_acc *a = arg;
+  char host[HINT_HOST_MAX];
+  uint64_t created, seq;
+  (void)v;
+  CU_ASSERT_EQUAL_FATAL(hint_key_decode(k.p, k.n, host, &created, &seq), 0);
+  if (a->n < 16) a->created[a->n] = created;
+  a->n++;
+  return 0;
+}
+
+static void test_storage_hints_cf(void) {
+  char *dir = testutil_tmpdir("hints");
+  storage_options o;
+  storage_options_init(&o);
+  o.path = dir;
+  storage *st = NULL;
+  CU_ASSERT_EQUAL_FATAL(storage_open(&o, &st), 0);
+  uint8_t keys[9][HINT_KEY_MAX];
+  storage_entry put[9];
+  const char *hosts[3] = {"abc", "abcd", T1};
+  for (int i = 0; i < 9; i++) {
+    size_t nk = hint_key_encode(hosts[i % 3], 100 + (uint64_t)(8 - i), (uint64_t)i, keys[i]);
+    put[i] = (storage_entry){CBYTES(keys[i], nk), CBYTES("v", 1)};
+  }
+  CU_ASSERT_EQUAL(storage_hints_write(st, put, 9, NULL, 0), 0);
+  uint8_t p[HINT_KEY_MAX];
+  size_t np = hint_key_prefix("abc", p);
+  scan_acc a = {0};
+  CU_ASSERT_EQUAL(storage_hints_scan(st, p, np, NULL, 0, acc, &a), 0);
+  CU_ASSERT_EQUAL(a.n, 3);             /* not abcd's */
+  CU_ASSERT(a.created[0] < a.created[1] && a.created[1] < a.created[2]);
+  /* after: exclusive */
+  scan_acc b = {0};
+  CU_ASSERT_EQUAL(storage_hints_scan(st, p, np, put[3].key.p, put[3].key.n, acc, &b), 0);
+  CU_ASSERT_EQUAL(b.n, 1);              /* keys 6, 3, 0 by time: after 3 comes 0 */
+  /* delete one key, drop a target */
+  cbytes del = put[0].key;
+  CU_ASSERT_EQUAL(storage_hints_write(st, NULL, 0, &del, 1), 0);
+  np = hint_key_prefix("abcd", p);
+  CU_ASSERT_EQUAL(storage_hints_drop(st, p, np), 0);
+  storage_close(st);
+  st = NULL;
+  CU_ASSERT_EQUAL_FATAL(storage_open(&o, &st), 0);
+  scan_acc all = {0};
+  CU_ASSERT_EQUAL(storage_hints_scan(st, NULL, 0, NULL, 0, acc, &all), 0);
+  CU_ASSERT_EQUAL(all.n, 5);            /* 9 - 1 deleted - 3 dropped */
+  storage_close(st);
+  testutil_rmrf(dir);
+  free(dir);
+}
+
+/* The settings: defaults, accepted and refused values. */
+static void test_settings(void) {
+  config c;
+  config_defaults(&c);
+  CU_ASSERT_EQUAL(c.hints_enabled, 1);
+  CU_ASSERT_EQUAL(c.max_hint_window_ms, 3ull * 3600 * 1000);
+  CU_ASSERT_EQUAL(c.max_hints_bytes, 1ull << 30);
+  CU_ASSERT_EQUAL(c.hint_throttle_kib, 1024);
+  char err[256];
+  CU_ASSERT_EQUAL(config_set(&c, "max-hint-window", "90m", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.max_hint_window_ms, 90ull * 60000);
+  CU_ASSERT_EQUAL(config_set(&c, "max_hint_window", "1500", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.max_hint_window_ms, 1500);
+  CU_ASSERT_EQUAL(config_set(&c, "hinted_handoff_throttle", "0", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.hint_throttle_kib, 0);
+  CU_ASSERT_EQUAL(config_set(&c, "max_hints_size_per_host", "64k", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(config_set(&c, "hinted_handoff_enabled", "false", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.hints_enabled, 0);
+  const char *bad[][2] = {{"max_hint_window", "3x"}, {"max_hint_window", "31d"},
+                          {"max_hint_window", "-1"}, {"hinted_handoff_throttle", "-5"},
+                          {"hinted_handoff_throttle", "1k"}, {"max_hints_size_per_host", "1k"},
+                          {"hinted_handoff_enabled", "maybe"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CU_ASSERT_EQUAL(config_set(&c, bad[i][0], bad[i][1], err, sizeof err), CELLAR_ECONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i][0]));
+  }
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"key_roundtrip_and_order", test_key_roundtrip_and_order},
@@ -573,6 +663,8 @@ int main(int argc, char **argv) {
     {"expiry", test_expiry},
     {"throttle_shared", test_throttle_shared},
     {"drop_and_store_during_replay", test_drop_and_store_during_replay},
+    {"storage_hints_cf", test_storage_hints_cf},
+    {"settings", test_settings},
     {NULL, NULL}};
   return testutil_run("hints", cases, argc, argv);
 }
