@@ -292,6 +292,7 @@ static void take_down(const level_case *lc) {
     if (lc->down[k] < 0) continue;
     node_proc *n = &nodes[role[lc->down[k]]];
     if (lc->frozen) {
+      CU_ASSERT_FATAL(n->pid > 0);    /* kill(0, ...) would stop this test too */
       CU_ASSERT_EQUAL_FATAL(kill(n->pid, SIGSTOP), 0);
     } else if (n->pid) {
       CU_ASSERT_FATAL(harness_node_signal(n, SIGKILL) >= 0);
@@ -319,6 +320,7 @@ static void thaw(const level_case *lc) {
     if (lc->down[k] < 0) continue;
     node_proc *n = &nodes[role[lc->down[k]]];
     int seen = harness_view(&nodes[0], n);
+    CU_ASSERT_FATAL(n->pid > 0);
     CU_ASSERT_EQUAL_FATAL(kill(n->pid, SIGCONT), 0);
     if (seen != 1) printf("\n  %s: node 0 convicted %s during the batch", lc->name, n->addr);
     CU_ASSERT_EQUAL(seen, 1);
@@ -489,6 +491,7 @@ static void test_levels_remote_killed(void) {
 
 static void test_levels_frozen(void) {
   NEED_CLUSTER();
+  for (int i = 0; i < N; i++) CU_ASSERT_FATAL(nodes[i].pid > 0);
   for (size_t k = 0; k < sizeof cases_frozen / sizeof cases_frozen[0]; k++) {
     double t0 = now_ms();
     take_down(&cases_frozen[k]);
