@@ -37,8 +37,8 @@
 #define MERKLE_MAX_DEPTH 16          /* 65,536 leaves, 1.3 MB built */
 /* merkle_depth_for's target: leaves of 16..32 partitions. Repair ships
 ** every tree whole (20 bytes a leaf) and then the digests of every
-** partition of the differing leaves (~60 bytes each): with 0.1% of
-** partitions differing, ~20 per leaf minimises the sum (docs/repair.md). */
+** partition of the differing leaves (~30 bytes each): with 0.1% of
+** partitions differing, ~30 per leaf minimises the sum (docs/repair.md). */
 #define MERKLE_PARTITIONS_PER_LEAF 32
 
 typedef struct merkle_leaf {

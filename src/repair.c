@@ -254,8 +254,14 @@ static int flush_partition(build_job *j) {
           j->cap = nc;
         }
       }
-      if (rc == 0) rc = storage_entries_add(&j->keys, CBYTES(first->key.p, j->base_len),
-                                            CBYTES(NULL, 0));
+      /* the partition is named by a 64-bit digest of its key (table, token,
+      ** pk): 8 bytes instead of the key, which is what most of a digest
+      ** list would be; the coordinator orders by token first */
+      uint8_t id[8];
+      storage_entry base = {CBYTES(first->key.p, j->base_len), CBYTES(NULL, 0)};
+      uint64_t h = storage_entries_digest(&base, 1);
+      for (int b = 0; b < 8; b++) id[b] = (uint8_t)(h >> (56 - 8 * b));
+      if (rc == 0) rc = storage_entries_add(&j->keys, CBYTES(id, 8), CBYTES(NULL, 0));
       if (rc == 0)
         j->parts[j->nparts++] = (wire_part_digest){tok, j->keys.e[j->keys.n - 1].key, digest,
                                                    bytes, rows};
@@ -691,8 +697,10 @@ typedef struct part_ref {
   size_t rep;
 } part_ref;
 
+/* By token, then partition id, then replica. */
 static int cmp_ref(const void *a, const void *b) {
   const part_ref *x = a, *y = b;
+  if (x->d->token != y->d->token) return x->d->token < y->d->token ? -1 : 1;
   size_t n = x->d->key.n < y->d->key.n ? x->d->key.n : y->d->key.n;
   int c = memcmp(x->d->key.p, y->d->key.p, n);
   if (c) return c;
@@ -711,8 +719,8 @@ int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
     for (size_t j = 0; j < counts[i]; j++) refs[k++] = (part_ref){&lists[i][j], i};
-  /* by key, so a target's pulls come in token order (keys start with the
-  ** token) and contiguous tokens merge */
+  /* by token, so a target's pulls come in token order and contiguous
+  ** tokens merge */
   qsort(refs, total, sizeof *refs, cmp_ref);
   size_t last[REPAIR_MAX_REPLICAS];
   for (size_t i = 0; i < n; i++) last[i] = SIZE_MAX;
@@ -720,7 +728,8 @@ int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts
   for (size_t i = 0; i < total && rc == 0;) {
     size_t j = i;
     const wire_part_digest *have[REPAIR_MAX_REPLICAS] = {0};
-    while (j < total && refs[j].d->key.n == refs[i].d->key.n &&
+    while (j < total && refs[j].d->token == refs[i].d->token &&
+           refs[j].d->key.n == refs[i].d->key.n &&
            !memcmp(refs[j].d->key.p, refs[i].d->key.p, refs[i].d->key.n)) {
       have[refs[j].rep] = refs[j].d;
       j++;

@@ -101,8 +101,9 @@ int repair_plan_trees(merkle_tree *const *trees, size_t n, uint64_t narrow_max,
                       repair_plan *out);
 
 /*
-** Compares digest lists (lists[i]: replica i's, counts[i] entries): a
-** partition differs when a replica lacks it or has another digest; each
+** Compares digest lists (lists[i]: replica i's, counts[i] entries; a
+** partition is its token and key, the key being any id unique within a
+** token): a partition differs when a replica lacks it or has another digest; each
 ** replica then pulls its token once per version it lacks, from the first
 ** replica holding that version. 0, CELLAR_EINVAL, CELLAR_ENOMEM. Free with
 ** repair_plan_free.

@@ -197,7 +197,8 @@ void wire_repair_req_free(wire_repair_req *w);
 
 typedef struct wire_part_digest {
   int64_t token;
-  cbytes key;                  /* points into pb (decoded) */
+  cbytes key;                  /* the partition's id (repair: a digest of
+                                  its key); points into pb (decoded) */
   uint64_t digest, bytes, rows;
 } wire_part_digest;
 
