@@ -6,7 +6,8 @@
 ** itself, answered from its own storage) then holds every row; the hint
 ** backlog is 0. A coordinator killed (kill -9) in the middle of a replay
 ** resumes it from RocksDB after its restart, and nothing is lost. A write
-** at ANY succeeds with every replica down, once its hint is stored.
+** at ANY succeeds with every replica down, once its hint is stored. The
+** hints of a member removed from the cluster are dropped.
 */
 #include <pthread.h>
 #include <signal.h>
@@ -295,8 +296,31 @@ static void test_any_with_replicas_down(void) {
   CU_ASSERT_EQUAL(harness_get(c2, "ks1", "t", key, CELLAR_CL_ONE, got, sizeof got, NULL, 0), 1);
   CU_ASSERT_STRING_EQUAL(got, "any");
   cellar_close(c2);
-  printf("\n");
-  for (int i = 0; i < N; i++) CU_ASSERT_EQUAL(harness_node_signal(&nodes[i], SIGTERM), 0);
+}
+
+/* A target removed from the cluster (removenode) has its hints dropped. */
+static void test_removed_target_hints_dropped(void) {
+  /* ks1 (RF 1) has ranges no survivor could stream: removenode refuses */
+  cellar_client_t *c = alone(0);
+  CU_ASSERT_EQUAL_FATAL(cellar_drop_keyspace(c, "ks1", 0, NULL), 0);
+  cellar_close(c);
+  sleep(1);                   /* the drop spreads with the schema */
+  CU_ASSERT_EQUAL_FATAL(harness_node_signal(&nodes[2], SIGKILL) >= 0, 1);
+  CU_ASSERT_EQUAL_FATAL(harness_wait_view(&nodes[0], &nodes[2], 0, 60), 0);
+  CU_ASSERT_EQUAL_FATAL(write_rows(0, "r", 1, CELLAR_CL_QUORUM), ROWS_PER_PARTITION);
+  CU_ASSERT(backlog(0) >= ROWS_PER_PARTITION);
+  const char *argv[] = {getenv("CELLAR_ADMIN"), "-h", nodes[0].addr, "removenode", host_ids[2],
+                        NULL};
+  char *out = NULL;
+  int st = harness_run(argv, &out);
+  if (st) printf("\n  removenode: %s", out ? out : "");
+  CU_ASSERT_EQUAL(st, 0);
+  free(out);
+  double took = wait_backlog_zero(0, 30);
+  printf("\n  removenode: node 0 dropped its hints for the removed node after %.1f s\n", took);
+  CU_ASSERT(took >= 0);
+  CU_ASSERT_EQUAL(harness_wait_log(&nodes[0], 0, "handoff: .* left the cluster: dropping", 5), 0);
+  for (int i = 0; i < 2; i++) CU_ASSERT_EQUAL(harness_node_signal(&nodes[i], SIGTERM), 0);
 }
 
 int main(int argc, char **argv) {
@@ -305,6 +329,7 @@ int main(int argc, char **argv) {
     {"replay_after_restart", test_replay_after_restart},
     {"coordinator_crash_mid_replay", test_coordinator_crash_mid_replay},
     {"any_with_replicas_down", test_any_with_replicas_down},
+    {"removed_target_hints_dropped", test_removed_target_hints_dropped},
     {NULL, NULL}};
   return testutil_run("handoff", cases, argc, argv);
 }
