@@ -564,3 +564,55 @@ int harness_get(cellar_client_t *c, const char *ks, const char *table, const cha
   cellar_result_free(r);
   return rc;
 }
+
+/* ----------------------------------------------------- background writer */
+
+void harness_writer_key(const harness_writer *w, int i, char *buf, size_t len) {
+  snprintf(buf, len, "%s%06d", w->prefix ? w->prefix : "w", i);
+}
+
+static void *writer_main(void *arg) {
+  harness_writer *w = arg;
+  cellar_client_t *c = harness_connect(w->node, CELLAR_ROUTE_TOKEN_AWARE, 8000);
+  if (c == NULL) {
+    fprintf(stderr, "harness: the writer cannot connect to %s\n", w->node->addr);
+    return NULL;
+  }
+  char k[64];
+  for (int i = 0; i < w->max && !atomic_load(&w->stop); i++) {
+    harness_writer_key(w, i, k, sizeof k);
+    if (harness_put(c, w->ks, w->table, k, k, w->cl, NULL, 0) == 0) atomic_store(&w->acked[i], 1);
+    else atomic_fetch_add(&w->failed, 1);
+    atomic_store(&w->written, i + 1);
+  }
+  cellar_close(c);
+  return NULL;
+}
+
+int harness_writer_start(harness_writer *w) {
+  atomic_store(&w->stop, 0);
+  atomic_store(&w->written, 0);
+  atomic_store(&w->failed, 0);
+  w->acked = calloc((size_t)(w->max > 0 ? w->max : 1), sizeof *w->acked);
+  if (w->acked == NULL) return -1;
+  if (pthread_create(&w->th, NULL, writer_main, w) != 0) return -1;
+  w->started = 1;
+  return 0;
+}
+
+int harness_writer_stop(harness_writer *w) {
+  atomic_store(&w->stop, 1);
+  if (w->started) pthread_join(w->th, NULL);
+  w->started = 0;
+  return atomic_load(&w->written);
+}
+
+int harness_writer_acked(const harness_writer *w, int i) {
+  return i >= 0 && i < atomic_load(&w->written) && atomic_load(&w->acked[i]);
+}
+
+void harness_writer_free(harness_writer *w) {
+  harness_writer_stop(w);
+  free((void *)w->acked);
+  w->acked = NULL;
+}

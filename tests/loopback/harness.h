@@ -9,6 +9,8 @@
 #ifndef CELLAR_HARNESS_H
 #define CELLAR_HARNESS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include "cellar/cellar.h"
@@ -119,5 +121,33 @@ int harness_put(cellar_client_t *c, const char *ks, const char *table, const cha
 ** negative code with the message in msg (may be NULL). */
 int harness_get(cellar_client_t *c, const char *ks, const char *table, const char *key,
                 cellar_consistency_t cl, char *out, size_t outlen, char *msg, size_t msglen);
+
+/* A thread writing keys PREFIX000000, PREFIX000001, ... (each its own
+** value, as harness_put) in order through one node until stopped, noting
+** which writes were acknowledged: the load of the tests that change the
+** cluster under writes. Fill the first fields, then _start; read the
+** counters after _stop. */
+typedef struct harness_writer {
+  const node_proc *node;       /* coordinator (token-aware client of it) */
+  const char *ks, *table;      /* borrowed until _stop */
+  const char *prefix;          /* "w" when NULL */
+  cellar_consistency_t cl;
+  int max;                     /* keys at most */
+  /* set by the writer */
+  _Atomic int stop, written, failed;
+  _Atomic unsigned char *acked;  /* max flags; malloc'd by _start, freed by _free */
+  pthread_t th;
+  int started;
+} harness_writer;
+
+/* 0, or -1 (no memory, no thread). */
+int harness_writer_start(harness_writer *w);
+/* Stops and joins the thread; returns the writes issued. */
+int harness_writer_stop(harness_writer *w);
+/* Was write i acknowledged? */
+int harness_writer_acked(const harness_writer *w, int i);
+/* The key of write i into buf. */
+void harness_writer_key(const harness_writer *w, int i, char *buf, size_t len);
+void harness_writer_free(harness_writer *w);
 
 #endif

@@ -6,7 +6,6 @@
 ** acknowledged row is readable at QUORUM, and the new node, read alone at
 ** ONE, holds every row it is now a replica of.
 */
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,9 +23,7 @@
 static node_proc nodes[N];
 static char *base;
 static char seeds[128];
-static _Atomic int stop_writer;
-static _Atomic unsigned char wacked[MAXW];
-static _Atomic int nwritten, nfailed;
+static harness_writer wr = {.ks = "ks", .table = "t", .cl = CELLAR_CL_QUORUM, .max = MAXW};
 
 static void cleanup(void) {
   for (int i = 0; i < N; i++)
@@ -61,20 +58,6 @@ static int get(cellar_client_t *c, const char *k, cellar_consistency_t cl) {
   return rc == 1 ? !strcmp(got, k) : rc;
 }
 
-static void *writer(void *arg) {
-  (void)arg;
-  cellar_client_t *c = client_of(1);
-  for (int i = 0; i < MAXW && !atomic_load(&stop_writer); i++) {
-    char k[32];
-    snprintf(k, sizeof k, "w%06d", i);
-    if (put(c, k, CELLAR_CL_QUORUM) == 0) atomic_store(&wacked[i], 1);
-    else atomic_fetch_add(&nfailed, 1);
-    atomic_store(&nwritten, i + 1);
-  }
-  cellar_close(c);
-  return NULL;
-}
-
 /* Is node i among the replicas of key k, asked of c? */
 static int replica_of(cellar_client_t *c, const char *k, int i) {
   return harness_replica_of(c, "ks", "t", k, &nodes[i]);
@@ -96,16 +79,14 @@ static void test_join_under_writes(void) {
     snprintf(k, sizeof k, "p%05d", i);
     CU_ASSERT_EQUAL_FATAL(put(c, k, CELLAR_CL_ALL), 0);
   }
-  pthread_t th;
-  pthread_create(&th, NULL, writer, NULL);
+  wr.node = &nodes[1];
+  CU_ASSERT_EQUAL_FATAL(harness_writer_start(&wr), 0);
   usleep(300000);
   CU_ASSERT_EQUAL_FATAL(start_node(N - 1), 0);      /* joins, streams, normal */
   CU_ASSERT_EQUAL(wait_log(N - 1, "stream: bootstrap received", 5), 0);
   usleep(500000);
-  atomic_store(&stop_writer, 1);
-  pthread_join(th, NULL);
-  int written = atomic_load(&nwritten);
-  printf("\n  writer: %d writes during the join, %d failed", written, atomic_load(&nfailed));
+  int written = harness_writer_stop(&wr);
+  printf("\n  writer: %d writes during the join, %d failed", written, atomic_load(&wr.failed));
   CU_ASSERT(written > 100);
 
   /* every acknowledged row, at QUORUM, through the new node */
@@ -116,9 +97,9 @@ static void test_join_under_writes(void) {
     missing += get(nc, k, CELLAR_CL_QUORUM) != 1;
   }
   for (int i = 0; i < written; i++) {
-    if (!atomic_load(&wacked[i])) continue;
+    if (!harness_writer_acked(&wr, i)) continue;
     acked++;
-    snprintf(k, sizeof k, "w%06d", i);
+    harness_writer_key(&wr, i, k, sizeof k);
     missing += get(nc, k, CELLAR_CL_QUORUM) != 1;
   }
   printf("\n  %d preloaded + %d acknowledged during the join: %d missing at QUORUM", PRELOAD,
@@ -134,8 +115,8 @@ static void test_join_under_writes(void) {
     absent += get(nc, k, CELLAR_CL_ONE) != 1;
   }
   for (int i = 0; i < written; i += 3) {
-    if (!atomic_load(&wacked[i])) continue;
-    snprintf(k, sizeof k, "w%06d", i);
+    if (!harness_writer_acked(&wr, i)) continue;
+    harness_writer_key(&wr, i, k, sizeof k);
     if (!replica_of(nc, k, N - 1)) continue;
     owned++;
     absent += get(nc, k, CELLAR_CL_ONE) != 1;

@@ -8,7 +8,6 @@
 ** its ranges are copied from the surviving replicas, and every row is
 ** readable at ALL on the two nodes left.
 */
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,9 +25,7 @@
 static node_proc nodes[N];
 static char *base;
 static char seeds[128];
-static _Atomic int stop_writer;
-static _Atomic unsigned char wacked[MAXW];
-static _Atomic int nwritten, nfailed;
+static harness_writer wr = {.ks = "ks", .table = "t", .cl = CELLAR_CL_QUORUM, .max = MAXW};
 
 static void cleanup(void) {
   for (int i = 0; i < N; i++)
@@ -61,20 +58,6 @@ static int get(cellar_client_t *c, const char *k, cellar_consistency_t cl) {
   char got[64];
   int rc = harness_get(c, "ks", "t", k, cl, got, sizeof got, NULL, 0);
   return rc == 1 ? !strcmp(got, k) : rc;
-}
-
-static void *writer(void *arg) {
-  (void)arg;
-  cellar_client_t *c = client_of(1);
-  for (int i = 0; i < MAXW && !atomic_load(&stop_writer); i++) {
-    char k[32];
-    snprintf(k, sizeof k, "w%06d", i);
-    if (put(c, k, CELLAR_CL_QUORUM) == 0) atomic_store(&wacked[i], 1);
-    else atomic_fetch_add(&nfailed, 1);
-    atomic_store(&nwritten, i + 1);
-  }
-  cellar_close(c);
-  return NULL;
 }
 
 /* Is node i among the replicas of key k, asked of c? */
@@ -113,10 +96,11 @@ static int admin(const char *const *argv, char **out) {
   return st;
 }
 
-static int key_count(int written, int i) { return i < PRELOAD ? 1 : (atomic_load(&wacked[i - PRELOAD]) && i - PRELOAD < written); }
+/* Rows 0..PRELOAD-1 are the preloaded ones, then the writer's. */
+static int row_acked(int i) { return i < PRELOAD || harness_writer_acked(&wr, i - PRELOAD); }
 static void key_name(int i, char *k, size_t n) {
   if (i < PRELOAD) snprintf(k, n, "p%05d", i);
-  else snprintf(k, n, "w%06d", i - PRELOAD);
+  else harness_writer_key(&wr, i - PRELOAD, k, n);
 }
 
 static void test_decommission_and_removenode(void) {
@@ -140,8 +124,8 @@ static void test_decommission_and_removenode(void) {
   cellar_close(c);
 
   /* ----------------------------------------- decommission node 3 */
-  pthread_t th;
-  pthread_create(&th, NULL, writer, NULL);
+  wr.node = &nodes[1];
+  CU_ASSERT_EQUAL_FATAL(harness_writer_start(&wr), 0);
   usleep(300000);
   char *out = NULL;
   const char *dec[] = {adm, "-h", nodes[3].addr, "decommission", NULL};
@@ -150,11 +134,9 @@ static void test_decommission_and_removenode(void) {
   CU_ASSERT_EQUAL(wait_log(3, "cellard: stopped", 30), 0);
   CU_ASSERT_EQUAL(harness_node_signal(&nodes[3], SIGTERM), 0);   /* reaps it: exit 0 */
   usleep(500000);
-  atomic_store(&stop_writer, 1);
-  pthread_join(th, NULL);
-  int written = atomic_load(&nwritten);
+  int written = harness_writer_stop(&wr);
   printf("\n  writer: %d writes during the decommission, %d failed", written,
-         atomic_load(&nfailed));
+         atomic_load(&wr.failed));
   CU_ASSERT(written > 100);
 
   for (int i = 0; i < 3; i++) {
@@ -167,7 +149,7 @@ static void test_decommission_and_removenode(void) {
   cellar_client_t *cc = client_of(0);
   int missing = 0, acked = 0;
   for (int i = 0; i < PRELOAD + written; i++) {
-    if (!key_count(written, i)) continue;
+    if (!row_acked(i)) continue;
     acked++;
     key_name(i, k, sizeof k);
     missing += get(cc, k, CELLAR_CL_QUORUM) != 1;
@@ -181,7 +163,7 @@ static void test_decommission_and_removenode(void) {
     cellar_client_t *nc = client_of(n);
     int owned = 0, absent = 0;
     for (int i = 0; i < PRELOAD + written; i += 3) {
-      if (!key_count(written, i)) continue;
+      if (!row_acked(i)) continue;
       key_name(i, k, sizeof k);
       if (!replica_of(nc, k, n)) continue;
       owned++;
@@ -233,7 +215,7 @@ static void test_decommission_and_removenode(void) {
   cellar_client_t *c1 = client_of(1);
   missing = 0;
   for (int i = 0; i < PRELOAD + written; i++) {
-    if (!key_count(written, i)) continue;
+    if (!row_acked(i)) continue;
     key_name(i, k, sizeof k);
     missing += get(c1, k, CELLAR_CL_ALL) != 1;
   }
