@@ -285,3 +285,90 @@ int cell_event(const cell *stored, const dvv_vv *ctx, dvv_actor self,
   dvv_close(&s);
   return rc;
 }
+
+/* -------------------------------------------------------- row contexts */
+
+int cell_rowctx_add(cell_buf *b, cbytes column, const dvv_vv *vv,
+                    uint32_t issued_s) {
+  size_t nctx = dvv_ctx_encoded_size(vv);
+  size_t need = b->n + 3 + 10 + column.n + 10 + nctx;
+  if (buf_reserve(b, need)) return CELLAR_ENOMEM;
+  if (b->n == 0) {
+    b->p[b->n++] = CELL_ROWCTX_VERSION;
+    b->p[b->n++] = 0;
+    b->p[b->n++] = 0;
+  }
+  unsigned count = ((unsigned)b->p[1] << 8 | b->p[2]) + 1;
+  if (count > CELL_ROWCTX_MAX_COLUMNS) return CELLAR_ETOOBIG;
+  b->p[1] = (uint8_t)(count >> 8);
+  b->p[2] = (uint8_t)count;
+  b->n += dvv_varint_put(b->p + b->n, column.n);
+  if (column.n) memcpy(b->p + b->n, column.p, column.n);
+  b->n += column.n;
+  b->n += dvv_varint_put(b->p + b->n, nctx);
+  b->n += dvv_ctx_encode(vv, issued_s, b->p + b->n);
+  return 0;
+}
+
+void cell_rowctx_close(cell_rowctx *c) {
+  for (size_t i = 0; i < c->n; i++) dvv_vv_close(&c->c[i].vv);
+  free(c->c);
+  c->c = NULL;
+  c->n = 0;
+}
+
+int cell_rowctx_decode(const uint8_t *p, size_t n, cell_rowctx *out) {
+  out->n = 0;
+  out->c = NULL;
+  if (n == 0) return 0;
+  if (n < 3 || p[0] != CELL_ROWCTX_VERSION) return CELLAR_EPROTO;
+  size_t count = (size_t)p[1] << 8 | p[2];
+  if (count > CELL_ROWCTX_MAX_COLUMNS) return CELLAR_ETOOBIG;
+  size_t i = 3, cap = 0;
+  int rc = 0;
+  while (rc == 0 && i < n) {
+    uint64_t ncol, nctx;
+    if ((rc = dvv_varint_get(p, n, &i, &ncol)) != 0) break;
+    if (ncol > CELLAR_MAX_COLUMN_BYTES) { rc = CELLAR_ETOOBIG; break; }
+    if (ncol > n - i) { rc = CELLAR_EPROTO; break; }
+    cbytes col = CBYTES(p + i, (size_t)ncol);
+    i += (size_t)ncol;
+    if ((rc = dvv_varint_get(p, n, &i, &nctx)) != 0) break;
+    if (nctx > n - i) { rc = CELLAR_EPROTO; break; }
+    if (out->n &&
+        bytes_cmp(out->c[out->n - 1].column, col) >= 0) {
+      rc = CELLAR_EPROTO;   /* columns strictly ascending */
+      break;
+    }
+    if (out->n == CELL_ROWCTX_MAX_COLUMNS) { rc = CELLAR_ETOOBIG; break; }
+    if (out->n == cap) {
+      size_t nc = cap ? 2 * cap : 4;
+      cell_rowctx_col *c = realloc(out->c, nc * sizeof *c);
+      if (c == NULL) { rc = CELLAR_ENOMEM; break; }
+      out->c = c;
+      cap = nc;
+    }
+    cell_rowctx_col *e = &out->c[out->n];
+    e->column = col;
+    dvv_vv_init(&e->vv);
+    rc = dvv_ctx_decode(p + i, (size_t)nctx, &e->vv, &e->issued_s);
+    if (rc) break;
+    out->n++;
+    i += (size_t)nctx;
+  }
+  if (rc == 0 && out->n != count) rc = CELLAR_EPROTO;   /* truncated */
+  if (rc) cell_rowctx_close(out);
+  return rc;
+}
+
+const cell_rowctx_col *cell_rowctx_find(const cell_rowctx *c, cbytes column) {
+  size_t lo = 0, hi = c->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int d = bytes_cmp(c->c[mid].column, column);
+    if (d == 0) return &c->c[mid];
+    if (d < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}

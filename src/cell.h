@@ -156,4 +156,48 @@ int cell_merge_versions(const cell *a, const cell *b, cell_buf *out,
 int cell_event(const cell *stored, const dvv_vv *ctx, dvv_actor self,
                const dvv_write *w, size_t limit, cell_buf *out, dvv_dot *dot);
 
+/* ------------------------------------------------------- row contexts
+**
+** The opaque context a read hands to the client for one row: the version
+** vector (dvv_join) of every cell read, by column, since dot counters of
+** different cells are independent (docs/versions.md). Encoding:
+**
+**   u8   CELL_ROWCTX_VERSION
+**   u16  number of cells (big-endian, <= CELL_ROWCTX_MAX_COLUMNS)
+**   per cell (columns strictly ascending), nothing after:
+**     var  column length, column bytes
+**     var  context length, a cell context (dvv_ctx_encode)
+*/
+#define CELL_ROWCTX_VERSION 1
+#define CELL_ROWCTX_MAX_COLUMNS 4096
+
+/* Appends the context of one column to a row context being built in b
+** (the header is written first when b is empty, its count updated).
+** Columns must come in ascending order. 0, CELLAR_ETOOBIG (more than
+** CELL_ROWCTX_MAX_COLUMNS) or CELLAR_ENOMEM. */
+int cell_rowctx_add(cell_buf *b, cbytes column, const dvv_vv *vv,
+                    uint32_t issued_s);
+
+typedef struct cell_rowctx_col {
+  cbytes column;               /* borrowed from the decoded bytes */
+  dvv_vv vv;                   /* owned */
+  uint32_t issued_s;
+} cell_rowctx_col;
+
+/* A decoded row context. Free with cell_rowctx_close. */
+typedef struct cell_rowctx {
+  size_t n;
+  cell_rowctx_col *c;          /* owned; sorted by column */
+} cell_rowctx;
+
+/* Decodes p[0..n) (borrowed: columns point into p). n == 0 gives an empty
+** context. 0, CELLAR_EPROTO (truncated, a count that does not match,
+** unknown version, unsorted columns, a bad cell context), CELLAR_ETOOBIG, CELLAR_ENOMEM; on error
+** out is empty. */
+int cell_rowctx_decode(const uint8_t *p, size_t n, cell_rowctx *out);
+void cell_rowctx_close(cell_rowctx *c);
+/* The vector of column in c, NULL when the context has none (then the
+** write of that column is blind). */
+const cell_rowctx_col *cell_rowctx_find(const cell_rowctx *c, cbytes column);
+
 #endif

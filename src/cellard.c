@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "cluster.h"
 #include "config.h"
+#include "dvv.h"
 #include "engine.h"
 #include "handoff.h"
 #include "log.h"
@@ -61,6 +62,7 @@ static int gc_lookup(void *arg, uint64_t id, uint32_t *gc_grace) {
 typedef struct identity {
   char host_id[40];
   uint64_t generation;
+  uint32_t incarnation;   /* versions: the actor is (host id, incarnation) */
 } identity;
 
 static int scan_one(void *arg, const uint8_t *k, size_t nk, const uint8_t *v,
@@ -88,6 +90,20 @@ static int load_identity(storage *st, identity *id) {
     if (rc) return rc;
   }
   snprintf(id->host_id, sizeof id->host_id, "%s", buf);
+  /* The incarnation of the node's dot-minting actor (docs/versions.md).
+  ** A wiped data directory has no host id, so the node comes back under
+  ** a new host id and a new actor; the incarnation is kept with the host
+  ** id so that a procedure reusing a host id on lost data can bump it. */
+  char inc[16] = "";
+  rc = storage_system_scan(st, "node/incarnation", 16, scan_one, inc);
+  if (rc) return rc;
+  unsigned long iv = strtoul(inc, NULL, 10);
+  if (iv == 0 || iv > UINT32_MAX) {
+    iv = 1;
+    rc = storage_system_put(st, "node/incarnation", 16, "1", 1);
+    if (rc) return rc;
+  }
+  id->incarnation = (uint32_t)iv;
   char gen[40] = "";
   rc = storage_system_scan(st, "node/generation", 15, scan_one, gen);
   if (rc) return rc;
@@ -251,7 +267,10 @@ int main(int argc, char **argv) {
   storage_set_gc_lookup(st, gc_lookup, sc);
 
   engine eng = {.st = st, .sc = sc, .node_id = id.host_id,
-                .data_dir = cfg.data_dir, .max_slice_rows = cfg.max_slice_rows};
+                .data_dir = cfg.data_dir, .max_slice_rows = cfg.max_slice_rows,
+                .self = dvv_actor_of(id.host_id, id.incarnation),
+                .siblings_warn = cfg.siblings_warn,
+                .siblings_limit = cfg.siblings_limit};
   node n = {.loop = uv_default_loop()};
   cluster_options co = {.loop = n.loop, .cfg = &cfg, .st = st, .sc = sc,
                         .host_id = id.host_id, .generation = id.generation,

@@ -24,6 +24,8 @@ void config_defaults(config *c) {
   c->max_inflight = 1024;
   c->workers = 0;              /* auto: config_finish */
   c->max_slice_rows = 1000;
+  c->siblings_warn = 25;
+  c->siblings_limit = 100;
   c->log_level = LOG_INFO;
   snprintf(c->cluster_name, sizeof c->cluster_name, "cellar");
   snprintf(c->dc, sizeof c->dc, "dc1");
@@ -51,6 +53,8 @@ void config_finish(config *c) {
     c->workers = n > 1 ? (int)(n - 1) : 1;
     if (c->workers > 16) c->workers = 16;
   }
+  /* a warning above the hard limit would never fire */
+  if (c->siblings_warn > c->siblings_limit) c->siblings_warn = c->siblings_limit;
   if (c->peer_port == 0) {
     snprintf(c->peer_host, sizeof c->peer_host, "%s", c->listen_host);
     c->peer_port = c->listen_port < 65535 ? c->listen_port + 1 : c->listen_port - 1;
@@ -204,6 +208,12 @@ int config_set(config *c, const char *key_in, const char *value, char *err,
   } else if (!strcmp(key, "repair_parallel_ranges")) {
     if (parse_int(value, 1, 64, &n)) return bad(err, errlen, key, value, "expected 1..64");
     c->repair_parallel = (int)n;
+  } else if (!strcmp(key, "siblings_warn")) {
+    if (parse_int(value, 1, 4096, &n)) return bad(err, errlen, key, value, "expected 1..4096");
+    c->siblings_warn = (uint32_t)n;
+  } else if (!strcmp(key, "siblings_limit")) {
+    if (parse_int(value, 1, 4096, &n)) return bad(err, errlen, key, value, "expected 1..4096");
+    c->siblings_limit = (uint32_t)n;
   } else if (!strcmp(key, "max_slice_rows")) {
     if (parse_int(value, 1, 100000, &n)) return bad(err, errlen, key, value, "expected 1..100000");
     c->max_slice_rows = (uint32_t)n;
@@ -369,6 +379,8 @@ const char *config_usage(void) {
     "                                   (1024)\n"
     "  workers N                        storage threads (cores - 1, at least 1)\n"
     "  max_slice_rows N                 rows per slice page at most (1000)\n"
+    "  siblings_warn N                  log cells written with more siblings (25)\n"
+    "  siblings_limit N                 refuse writes leaving more siblings (100)\n"
     "  log_level LEVEL                  debug|info|warn|error (info)\n"
     "  node_name NAME                   name in logs (the host id)\n"
     "cluster:\n"

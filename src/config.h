@@ -23,6 +23,10 @@ typedef struct config {
   int max_inflight;            /* max_inflight_per_connection = 1024 */
   int workers;                 /* workers = cores - 1 (storage threads); 0 = auto */
   uint32_t max_slice_rows;     /* max_slice_rows = 1000 */
+  uint32_t siblings_warn;      /* siblings_warn = 25: log and count a cell
+                                  written with more siblings */
+  uint32_t siblings_limit;     /* siblings_limit = 100: refuse a write that
+                                  would leave more (1..4096) */
   int log_level;               /* log_level = info */
   char node_name[64];          /* node_name = (host id) */
   /* cluster */

@@ -26,6 +26,11 @@
 **  5. Read answers are copied into one block per replica (sorted by key,
 **     duplicates merged); the merged answer and the repair lists point
 **     into those blocks, which live until coord_free.
+**  6. Versions merge with cell_merge_versions (docs/versions.md): plain
+**     cells keep their LWW winner with no allocation; version sets that
+**     merge into a new set get its encoding in a buffer the coordinator
+**     owns (c->owned) until coord_free, so the answer and the repairs
+**     (the merged set to every replica that differs) point into it.
 **
 ** Write:
 **
@@ -253,8 +258,11 @@ struct coord {
   uint32_t nfailed;
   /* read */
   int data_replica;
-  coord_cell *merged;     /* malloc'd, bytes borrowed from reps' blocks */
+  coord_cell *merged;     /* malloc'd, bytes borrowed from reps' blocks
+                             or from owned */
   size_t nmerged;
+  cell_buf *owned;        /* note 6: versions made by merging sets */
+  size_t nowned, capowned;
   uint32_t nrepairs, nrepair_acks;
   coord_stats st;
 };
@@ -513,9 +521,42 @@ static void write_timeout(coord *c) {
 
 /* ------------------------------------------------------------- reads */
 
+/* Note 6: the merge of two versions of a key (cell_merge_versions) into
+** *out: returns 0 when it is a, 1 when it is b, 2 for a new version whose
+** bytes c owns, or a negative error. */
+static int merge_versions(coord *c, const cell *a, const cell *b, cell *out) {
+  if (!a->has_clock && !b->has_clock) {
+    const cell *w = cell_merge(a, b);   /* plain cells: no allocation */
+    *out = *w;
+    return w == b;
+  }
+  cell_buf mb = {0};
+  const cell *w;
+  int rc = cell_merge_versions(a, b, &mb, &w);
+  if (rc == 0) {
+    *out = *w;
+    return w == b;
+  }
+  if (rc != 1) return rc;
+  if (c->nowned == c->capowned) {
+    size_t cap = c->capowned ? 2 * c->capowned : 8;
+    cell_buf *o = realloc(c->owned, cap * sizeof *o);
+    if (o == NULL) {
+      cell_buf_free(&mb);
+      return CELLAR_ENOMEM;
+    }
+    c->owned = o;
+    c->capowned = cap;
+  }
+  c->owned[c->nowned++] = mb;
+  rc = cell_decode(mb.p, mb.n, out);
+  return rc ? rc : 2;
+}
+
 /* Copies cells into one block: array first, then the bytes; sorted by key,
-** a key given twice keeps its cell_merge winner (note 5). */
-static coord_cell *copy_cells(const coord_cell *in, size_t n, size_t *nout) {
+** a key given twice keeps its merge (note 5). */
+static coord_cell *copy_cells(coord *c, const coord_cell *in, size_t n,
+                              size_t *nout) {
   size_t bytes = 0;
   for (size_t i = 0; i < n; i++)
     bytes += in[i].key.n + in[i].v.value.n + (in[i].v.has_clock ? in[i].v.clock.n : 0);
@@ -534,9 +575,12 @@ static coord_cell *copy_cells(const coord_cell *in, size_t n, size_t *nout) {
   for (size_t i = 0; i < n; i++) {
     const coord_cell *s = order[i];
     if (k > 0 && key_cmp(out[k - 1].key, s->key) == 0) {
-      /* duplicate key: keep the winner; the loser's bytes stay unused */
-      if (cell_merge(&s->v, &out[k - 1].v) == &out[k - 1].v) continue;
-      k--;
+      /* duplicate key: keep the merge; the loser's bytes stay unused */
+      cell m;
+      int w = merge_versions(c, &s->v, &out[k - 1].v, &m);
+      if (w == 2) out[k - 1].v = m;   /* a new version, bytes owned by c */
+      if (w != 0) continue;           /* kept (or an error: the first) */
+      k--;                            /* s wins: copied over the other */
     }
     coord_cell *d = &out[k++];
     *d = *s;
@@ -637,9 +681,21 @@ static void read_merge(coord *c) {
   for (size_t i = 0; i < total;) {
     const coord_cell *win = all[i];
     size_t j = i + 1;
-    for (; j < total && key_cmp(all[j]->key, win->key) == 0; j++)
-      if (cell_merge(&all[j]->v, &win->v) == &all[j]->v) win = all[j];
-    c->merged[c->nmerged++] = *win;
+    coord_cell m = *win;
+    for (; j < total && key_cmp(all[j]->key, win->key) == 0; j++) {
+      cell v;
+      int rc = merge_versions(c, &all[j]->v, &m.v, &v);
+      if (rc == 0) m = *all[j];
+      else if (rc == 2) m.v = v;
+      if (rc < 0) {
+        free(all);
+        answer(c, rc, NULL, 0, "cannot merge the versions of replicas: %s",
+               cellar_strerror(rc));
+        c->state = COORD_DONE;
+        return;
+      }
+    }
+    c->merged[c->nmerged++] = m;
     i = j;
   }
   free(all);
@@ -728,7 +784,7 @@ int coord_on_data(coord *c, uint32_t i, const coord_cell *cells, size_t n) {
       (c->state != COORD_WAITING && c->state != COORD_READING_DATA) ||
       (n && cells == NULL))
     return ignored(c);
-  r->data = copy_cells(cells, n, &r->ndata);
+  r->data = copy_cells(c, cells, n, &r->ndata);
   if (r->data == NULL) {
     answer(c, CELLAR_ENOMEM, NULL, 0, "out of memory copying a read answer");
     c->state = COORD_DONE;
@@ -859,6 +915,8 @@ void coord_free(coord *c) {
   free(c->fwd_members);
   free(c->q);
   free(c->merged);
+  for (size_t i = 0; i < c->nowned; i++) cell_buf_free(&c->owned[i]);
+  free(c->owned);
   free(c);
 }
 

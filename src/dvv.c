@@ -429,7 +429,7 @@ static size_t var_len(uint64_t v) {
   return n;
 }
 
-static size_t put_var(uint8_t *out, uint64_t v) {
+size_t dvv_varint_put(uint8_t *out, uint64_t v) {
   size_t n = 0;
   while (v >= 0x80) {
     out[n++] = (uint8_t)(v | 0x80);
@@ -479,25 +479,25 @@ size_t dvv_encoded_size(const dvv *s) {
 size_t dvv_encode(const dvv *s, uint8_t *out) {
   size_t n = 0, j = 0;
   out[n++] = DVV_FORMAT_VERSION;
-  n += put_var(out + n, s->clock.n);
+  n += dvv_varint_put(out + n, s->clock.n);
   for (size_t i = 0; i < s->clock.n; i++) {
     const dvv_entry *e = &s->clock.e[i];
     size_t end = sibs_of(s, j, e->actor);
     n += put_be(out + n, e->actor.node, 8);
-    n += put_var(out + n, e->actor.inc);
-    n += put_var(out + n, e->counter);
-    n += put_var(out + n, end - j);
+    n += dvv_varint_put(out + n, e->actor.inc);
+    n += dvv_varint_put(out + n, e->counter);
+    n += dvv_varint_put(out + n, end - j);
     uint64_t prev = e->counter + 1;
     for (; j < end; j++) {
       const dvv_sib *x = &s->sib[j];
-      n += put_var(out + n, prev - 1 - x->dot.counter);
+      n += dvv_varint_put(out + n, prev - 1 - x->dot.counter);
       prev = x->dot.counter;
       uint8_t flags = x->tombstone ? SIB_F_TOMBSTONE : x->time ? SIB_F_EXPIRY : 0;
       out[n++] = flags;
       n += put_be(out + n, (uint64_t)x->ts, 8);
       if (flags) n += put_be(out + n, x->time, 4);
       if (!x->tombstone) {
-        n += put_var(out + n, x->nvalue);
+        n += dvv_varint_put(out + n, x->nvalue);
         if (x->nvalue) memcpy(out + n, x->value, x->nvalue);
         n += x->nvalue;
       }
@@ -526,6 +526,13 @@ static int get_var(rd *r, uint64_t *out) {
   }
   *out = v;
   return 0;
+}
+
+int dvv_varint_get(const uint8_t *p, size_t n, size_t *i, uint64_t *out) {
+  rd r = {p, n, *i};
+  int rc = get_var(&r, out);
+  if (rc == 0) *i = r.i;
+  return rc;
 }
 
 static int get_be(rd *r, int bytes, uint64_t *out) {
@@ -642,11 +649,11 @@ size_t dvv_ctx_encode(const dvv_vv *v, uint32_t issued_s, uint8_t *out) {
   size_t n = 0;
   out[n++] = DVV_CTX_FORMAT_VERSION;
   n += put_be(out + n, issued_s, 4);
-  n += put_var(out + n, v->n);
+  n += dvv_varint_put(out + n, v->n);
   for (size_t i = 0; i < v->n; i++) {
     n += put_be(out + n, v->e[i].actor.node, 8);
-    n += put_var(out + n, v->e[i].actor.inc);
-    n += put_var(out + n, v->e[i].counter);
+    n += dvv_varint_put(out + n, v->e[i].actor.inc);
+    n += dvv_varint_put(out + n, v->e[i].counter);
   }
   return n;
 }

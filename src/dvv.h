@@ -268,6 +268,13 @@ int dvv_decode(const uint8_t *p, size_t n, dvv *s);
 **   var    number of entries, then per entry (actors strictly ascending):
 **          u64 node, var incarnation, var counter (>= 1)
 */
+/* The minimal LEB128 varints of the encodings, for the formats built on
+** them (cell.h's row contexts): put writes at most 10 bytes and returns
+** the count; get reads p[*i..n), advances *i, 0 or CELLAR_EPROTO
+** (truncated, over 64 bits, not minimal). */
+size_t dvv_varint_put(uint8_t *out, uint64_t v);
+int dvv_varint_get(const uint8_t *p, size_t n, size_t *i, uint64_t *out);
+
 size_t dvv_ctx_encoded_size(const dvv_vv *v);
 size_t dvv_ctx_encode(const dvv_vv *v, uint32_t issued_s, uint8_t *out);
 /* 0, CELLAR_EPROTO, CELLAR_ETOOBIG, CELLAR_ENOMEM; on error v is empty. */

@@ -24,6 +24,10 @@ typedef struct engine {
   cluster *cl;                 /* borrowed; NULL without a cluster (tests) */
   handoff *ho;                 /* borrowed; NULL without hinted handoff */
   repair *rp;                  /* borrowed; NULL without a cluster (tests) */
+  dvv_actor self;              /* versions: this node's actor (host id,
+                                  incarnation), docs/versions.md */
+  uint32_t siblings_warn;      /* 0: DVV_SIBLINGS_WARN */
+  uint32_t siblings_limit;     /* 0: DVV_SIBLINGS_LIMIT */
 } engine;
 
 /* Executes req; the outcome (rows or error) is in res, its code returned. */
@@ -38,6 +42,16 @@ int engine_query(const engine *e, const request *q, storage_query *sq,
                  result *res);
 /* SLICE: sets the next-page cursor after the last row when more remain. */
 int engine_finish_slice(const request *q, result *res, int more);
+
+/* Siblings tables: the write of req (a PUT or DELETE of table t) as this
+** node's event (storage_event_entries): mut holds the plain entries
+** storage_put_entries / storage_delete_entries built, out gets the
+** resulting version sets to replicate. Contexts come from the request;
+** one older than the table's gc_grace is refused (CELLAR_ESTALECONTEXT).
+** Returns 0 or an error code with the message in res. */
+int engine_event(engine *e, const table_def *t, const request *req,
+                 const storage_entries *mut, storage_entries *out,
+                 result *res);
 
 /* Paging cursors: opaque to clients, version byte + last clustering key. */
 size_t engine_cursor_encode(const uint8_t *ck, size_t nck, uint8_t *out,

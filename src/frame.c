@@ -65,6 +65,8 @@ const char *frame_type_name(unsigned type) {
     case FRAME_MERKLE_REPLY: return "MERKLE_REPLY";
     case FRAME_REPAIR_ROWS: return "REPAIR_ROWS";
     case FRAME_REPAIR_ROWS_REPLY: return "REPAIR_ROWS_REPLY";
+    case FRAME_FORWARD_WRITE: return "FORWARD_WRITE";
+    case FRAME_FORWARD_REPLY: return "FORWARD_REPLY";
   }
   return "UNKNOWN";
 }

@@ -60,7 +60,10 @@ enum frame_type {
   FRAME_MERKLE_REQUEST = 43,   /* repair: build a Merkle tree of a range */
   FRAME_MERKLE_REPLY = 44,     /* repair: the tree (or an error) */
   FRAME_REPAIR_ROWS = 45,      /* repair: row digests of differing leaves */
-  FRAME_REPAIR_ROWS_REPLY = 46 /* repair: the answer to REPAIR_ROWS */
+  FRAME_REPAIR_ROWS_REPLY = 46, /* repair: the answer to REPAIR_ROWS */
+  FRAME_FORWARD_WRITE = 47,    /* versions: a client write for a replica to
+                                  coordinate (wire_forward_encode) */
+  FRAME_FORWARD_REPLY = 48     /* versions: its client response */
 };
 
 typedef struct frame_header {

@@ -32,6 +32,16 @@
 **     replica holds, so the answer keeps only entries up to the smallest
 **     such last key and tells the client more rows remain.
 **
+**  7. Siblings tables (docs/versions.md): the coordinator of a write is a
+**     replica, so that only replicas mint dots. On a replica the client's
+**     write is first this node's event (engine_event on a worker: the
+**     stored sets, the context, dvv_event, one batch), which is also its
+**     own acknowledgement; the resulting sets are the mutation every
+**     other replica merges (REPLICA_APPLY) and hints store. A node that
+**     is not a replica forwards the request whole (FORWARD_WRITE) to the
+**     first live replica, local datacenter first, and relays its answer
+**     (FORWARD_REPLY); a forwarded request is never forwarded again.
+**
 ** Request life:
 **
 **   proxy_submit --build mutation/query--> coord_*_new --> drain()
@@ -93,6 +103,8 @@ struct preq {
   int answered;
   uint8_t *cut;                /* design note 5: malloc'd key, or NULL */
   size_t ncut;
+  size_t npending;             /* writes: pending replicas at the end of reps */
+  int evented;                 /* note 7: this replica wrote the event */
 };
 
 /* ------------------------------------------------------------ registry */
@@ -448,7 +460,9 @@ static void drain(preq *r) {
   while (coord_next(r->co, &a)) {
     switch (a.kind) {
     case COORD_SEND_WRITE:
-      send_apply(r, a.replica, r->mut.e, r->mut.n, NULL, 0);
+      /* note 7: this replica already wrote (the event) */
+      if (r->evented && r->reps[a.replica].is_self) coord_on_ack(r->co, a.replica);
+      else send_apply(r, a.replica, r->mut.e, r->mut.n, NULL, 0);
       break;
     case COORD_SEND_WRITE_FORWARD:
       send_apply(r, a.replica, r->mut.e, r->mut.n, a.forward, a.nforward);
@@ -477,8 +491,18 @@ static void on_timer(uv_timer_t *t) {
   if (r->co && !coord_finished(r->co)) {
     coord_on_timeout(r->co);
     drain(r);
+  } else if (r->co == NULL && !r->answered) {
+    r->p->stats.timeouts++;   /* a forwarded write (note 7) */
+    answer_error(r, CELLAR_ETIMEDOUT, "timed out: the replica the write was forwarded to did not answer");
   }
   free_if_done(r);
+}
+
+static void start_timer(preq *r, int timeout_ms) {
+  uv_timer_init(r->p->loop, &r->timer);
+  r->timer.data = r;
+  uv_timer_start(&r->timer, on_timer, (uint64_t)timeout_ms, 0);
+  r->timer_state = 1;
 }
 
 /* ------------------------------------------------------- coordinating */
@@ -523,6 +547,115 @@ int proxy_needed(proxy *p, const request *req) {
            req->consistency != CELLAR_CL_THREE);
 }
 
+/* Creates the coordinator of r (replicas known, mutation built) and starts
+** its deadline. 0 or an error with its message in res. */
+static int start_coord(preq *r, result *res) {
+  proxy *p = r->p;
+  cl_replica cr[CL_MAX_REPLICAS];
+  for (size_t i = 0; i < r->nrep; i++) cr[i] = r->reps[i].r;
+  int timeout = r->is_write ? p->cfg->write_timeout_ms : p->cfg->read_timeout_ms;
+  coord_config cc = {.id = r->id, .level = (cellar_consistency_t)r->req->consistency,
+                     .ks = &r->ks, .local_dc = cluster_local_dc(p->cl), .replicas = cr,
+                     .nreplicas = r->nrep, .npending = r->npending,
+                     .deadline_ns = clock_mono_ns() + (uint64_t)timeout * 1000000ull};
+  int rc = r->is_write ? coord_write_new(&cc, &r->co) : coord_read_new(&cc, &r->co);
+  if (rc) return result_error(res, rc, "cannot coordinate: %s", cellar_strerror(rc));
+  start_timer(r, timeout);
+  return 0;
+}
+
+/* Index of this node among r's ring replicas (pending ones excluded:
+** they do not own the key yet), or -1. */
+static int self_replica(const preq *r) {
+  for (size_t i = 0; i + r->npending < r->nrep; i++)
+    if (r->reps[i].is_self) return (int)i;
+  return -1;
+}
+
+/* --------------------------------------------- siblings tables (note 7) */
+
+typedef struct event_job {
+  uv_work_t work;
+  preq *r;
+  storage_entries sets;        /* the versions written, to replicate */
+  result res;
+  int rc;
+} event_job;
+
+static void event_work(uv_work_t *w) {
+  event_job *j = w->data;
+  preq *r = j->r;
+  j->rc = engine_event(r->p->eng, &r->t, r->req, &r->mut, &j->sets, &j->res);
+}
+
+static void event_done(uv_work_t *w, int status) {
+  event_job *j = w->data;
+  preq *r = j->r;
+  (void)status;
+  r->jobs--;
+  int rc = j->rc;
+  if (rc == 0 && !r->answered) {
+    /* the replicas receive the resulting sets, not the client's write */
+    storage_entries_free(&r->mut);
+    r->mut = j->sets;
+    storage_entries_init(&j->sets);
+    r->evented = 1;
+    rc = start_coord(r, &j->res);
+    if (rc == 0) drain(r);
+  }
+  if (rc) answer_error(r, j->res.code ? j->res.code : rc, j->res.message);
+  storage_entries_free(&j->sets);
+  result_free(&j->res);
+  free(j);
+  free_if_done(r);
+}
+
+/* This node is a replica: its own write (dvv event) on a worker thread,
+** then the coordinator replicates the sets. */
+static int event_start(preq *r, result *res) {
+  event_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return result_error(res, CELLAR_ENOMEM, "out of memory");
+  j->r = r;
+  storage_entries_init(&j->sets);
+  result_init(&j->res);
+  j->work.data = j;
+  r->jobs++;
+  if (uv_queue_work(r->p->loop, &j->work, event_work, event_done) != 0) {
+    r->jobs--;
+    free(j);
+    return result_error(res, CELLAR_EINTERNAL, "cannot queue the write");
+  }
+  return 0;
+}
+
+/* Not a replica: the request goes whole to the first live replica (the
+** local datacenter's first), which coordinates and answers. */
+static int forward_start(preq *r, result *res) {
+  proxy *p = r->p;
+  if (r->req->forwarded)
+    return result_error(res, CELLAR_EUNAVAILABLE,
+                        "forwarded write reached a node that is not a replica "
+                        "(ring changing): retry");
+  int to = -1;
+  for (size_t i = 0; to < 0 && i + r->npending < r->nrep; i++)
+    if (r->reps[i].r.alive) to = (int)i;
+  if (to < 0)
+    return result_error(res, CELLAR_EUNAVAILABLE,
+                        "no replica alive to coordinate the write");
+  size_t len = 0;
+  uint8_t *f = wire_forward_encode(r->id, cluster_name(p->cl), cluster_peer_addr(p->cl),
+                                   r->req, &len);
+  if (f == NULL) return result_error(res, CELLAR_ENOMEM, "out of memory");
+  int rc = cluster_send(p->cl, r->reps[to].peer_addr, FRAME_FORWARD_WRITE, 0, f, len);
+  free(f);
+  if (rc)
+    return result_error(res, rc, "cannot forward the write to replica %s: %s",
+                        r->reps[to].peer_addr, cellar_strerror(rc));
+  p->stats.forwarded++;
+  start_timer(r, p->cfg->write_timeout_ms);
+  return 0;
+}
+
 void proxy_submit(proxy *p, request *req, proxy_done done, void *arg) {
   preq *r = calloc(1, sizeof *r);
   if (r == NULL) {
@@ -563,33 +696,26 @@ void proxy_submit(proxy *p, request *req, proxy_done done, void *arg) {
     if (rc) result_error(&res, rc, "cannot build the mutation: %s", cellar_strerror(rc));
   }
   if (rc == 0) {
-    size_t npending = 0;
     r->nrep = cluster_replicas(p->cl, &r->ks, token_of(req->partition.p, req->partition.n),
-                               r->reps, CL_MAX_REPLICAS, r->is_write ? &npending : NULL);
-    cl_replica cr[CL_MAX_REPLICAS];
-    for (size_t i = 0; i < r->nrep; i++) {
+                               r->reps, CL_MAX_REPLICAS, r->is_write ? &r->npending : NULL);
+    for (size_t i = 0; i < r->nrep; i++)
       /* a replica whose connection just failed counts as down before the
       ** failure detector agrees (design note 6) */
       if (!r->reps[i].is_self && r->reps[i].r.alive &&
           cluster_peer_failing(p->cl, r->reps[i].peer_addr))
         r->reps[i].r.alive = 0;
-      cr[i] = r->reps[i].r;
-    }
-    int timeout = r->is_write ? p->cfg->write_timeout_ms : p->cfg->read_timeout_ms;
-    coord_config cc = {.id = r->id, .level = (cellar_consistency_t)req->consistency,
-                       .ks = &r->ks, .local_dc = cluster_local_dc(p->cl), .replicas = cr,
-                       .nreplicas = r->nrep, .npending = npending,
-                       .deadline_ns = clock_mono_ns() + (uint64_t)timeout * 1000000ull};
-    rc = r->is_write ? coord_write_new(&cc, &r->co) : coord_read_new(&cc, &r->co);
-    if (rc) {
-      result_error(&res, rc, "cannot coordinate: %s", cellar_strerror(rc));
-    } else {
-      uv_timer_init(p->loop, &r->timer);
-      r->timer.data = r;
-      uv_timer_start(&r->timer, on_timer, (uint64_t)timeout, 0);
-      r->timer_state = 1;
+    if (r->is_write && r->t.policy == POLICY_SIBLINGS) {
+      /* design note 7: a replica coordinates, its own write first */
+      if (self_replica(r) >= 0) rc = event_start(r, &res);
+      else rc = forward_start(r, &res);
+      if (rc == 0) {
+        result_free(&res);
+        free_if_done(r);
+        return;
+      }
     }
   }
+  if (rc == 0) rc = start_coord(r, &res);
   if (rc) answer_error(r, res.code ? res.code : rc, res.message);
   else drain(r);
   result_free(&res);
@@ -787,9 +913,74 @@ static void on_read(proxy *p, const uint8_t *payload, size_t len) {
   replica_start(j, j->rd.from);
 }
 
+/* ------------------------------------------- forwarded writes (note 7) */
+
+typedef struct fwd_ctx {
+  proxy *p;
+  uint64_t fid;
+  char to[80];
+} fwd_ctx;
+
+static void fwd_done(void *arg, uint8_t *frame, size_t len) {
+  fwd_ctx *c = arg;
+  size_t n = 0;
+  uint8_t *f = frame ? wire_forward_reply_encode(c->fid, frame, len, &n) : NULL;
+  if (f) cluster_send(c->p->cl, c->to, FRAME_FORWARD_REPLY, 0, f, n);
+  free(f);
+  free(frame);
+  free(c);
+}
+
+static void on_forward(proxy *p, const uint8_t *payload, size_t len) {
+  uint64_t fid;
+  cbytes cl, from;
+  request *req = NULL;
+  char err[160];
+  int rc = wire_forward_decode(payload, len, &fid, &cl, &from, &req, err, sizeof err);
+  const char *name = cluster_name(p->cl);
+  if (rc == 0 && (cl.n != strlen(name) || memcmp(cl.p, name, cl.n) != 0 || from.n == 0 ||
+                  from.n >= sizeof ((fwd_ctx *)0)->to))
+    rc = CELLAR_EPROTO;
+  fwd_ctx *c = rc == 0 ? calloc(1, sizeof *c) : NULL;
+  if (c == NULL) {
+    if (rc) log_warn("proxy: FORWARD_WRITE refused: %s", err[0] ? err : cellar_strerror(rc));
+    wire_request_free(req);
+    return;
+  }
+  c->p = p;
+  c->fid = fid;
+  memcpy(c->to, from.p, from.n);
+  req->forwarded = 1;
+  proxy_submit(p, req, fwd_done, c);
+}
+
+static void on_forward_reply(proxy *p, const uint8_t *payload, size_t len) {
+  uint64_t fid;
+  cbytes body;
+  if (wire_forward_reply_decode(payload, len, &fid, &body) != 0) return;
+  preq *r = find(p, fid);
+  if (r == NULL || r->co != NULL || r->answered || body.n > UINT32_MAX - FRAME_HEADER_SIZE)
+    return;
+  uint8_t *f = malloc(FRAME_HEADER_SIZE + body.n);
+  if (f == NULL) {
+    answer_error(r, CELLAR_ENOMEM, "out of memory");
+  } else {
+    /* the replica's answer under the client's request id */
+    frame_header h = {.magic = FRAME_MAGIC, .version = FRAME_VERSION, .type = r->req->type,
+                      .flags = FRAME_FLAG_RESPONSE, .request_id = r->req->id,
+                      .length = (uint32_t)body.n};
+    frame_header_encode(&h, f);
+    if (body.n) memcpy(f + FRAME_HEADER_SIZE, body.p, body.n);
+    answer_frame(r, f, FRAME_HEADER_SIZE + body.n);
+  }
+  free_if_done(r);
+}
+
 void proxy_on_frame(void *arg, const frame_header *h, const uint8_t *payload) {
   proxy *p = arg;
   switch (h->type) {
+  case FRAME_FORWARD_WRITE: on_forward(p, payload, h->length); break;
+  case FRAME_FORWARD_REPLY: on_forward_reply(p, payload, h->length); break;
   case FRAME_REPLICA_APPLY: on_apply(p, payload, h->length); break;
   case FRAME_REPLICA_READ: on_read(p, payload, h->length); break;
   case FRAME_REPLICA_ACK: on_ack(p, payload, h->length); break;

@@ -68,6 +68,7 @@ void proxy_stop(proxy *p);
 typedef struct proxy_stats {
   uint64_t coordinated, local, answered, timeouts, unavailable;
   uint64_t replica_applies, replica_reads, read_repairs, hints_dropped;
+  uint64_t forwarded;           /* siblings writes sent to a replica */
 } proxy_stats;
 void proxy_get_stats(const proxy *p, proxy_stats *out);
 

@@ -129,6 +129,31 @@ int result_add_cell(result *r, res_row *row, const void *name, size_t nname,
   c->nvalue = nvalue;
   c->timestamp = ts;
   c->expires_at = expires_at;
+  c->nsib = 0;
+  c->sib = NULL;
+  return 0;
+}
+
+int result_set_siblings(result *r, res_row *row, const res_sib *sib,
+                        size_t n) {
+  if (row->ncells == 0 || n == 0) return 0;
+  res_sib *s = arena_alloc(r, n * sizeof *s);
+  if (s == NULL) return CELLAR_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    s[i] = sib[i];
+    s[i].value = result_copy(r, sib[i].value, sib[i].nvalue);
+    if (s[i].value == NULL) return CELLAR_ENOMEM;
+  }
+  row->cells[row->ncells - 1].sib = s;
+  row->cells[row->ncells - 1].nsib = n;
+  return 0;
+}
+
+int result_set_row_context(result *r, res_row *row, const void *p, size_t n) {
+  const uint8_t *c = result_copy(r, p, n);
+  if (c == NULL) return CELLAR_ENOMEM;
+  row->context = c;
+  row->ncontext = n;
   return 0;
 }
 

@@ -12,6 +12,15 @@
 #include <stdint.h>
 #include "schema.h"
 
+/* One version of a cell with siblings (docs/versions.md). */
+typedef struct res_sib {
+  const uint8_t *value;  /* owned by the result's arena; none when deleted */
+  size_t nvalue;
+  int64_t timestamp;
+  uint32_t expires_at;   /* values */
+  int deleted;           /* 1: a delete marker concurrent with a value */
+} res_sib;
+
 typedef struct res_cell {
   const uint8_t *name;   /* owned by the result's arena */
   size_t nname;
@@ -19,6 +28,9 @@ typedef struct res_cell {
   size_t nvalue;
   int64_t timestamp;     /* microseconds */
   uint32_t expires_at;   /* seconds since epoch, 0 = never */
+  size_t nsib;           /* 0, or every version when concurrent ones exist
+                            (value above is then their LWW winner) */
+  const res_sib *sib;    /* owned by the result's arena */
 } res_cell;
 
 typedef struct res_row {
@@ -26,6 +38,9 @@ typedef struct res_row {
   size_t nck;
   size_t ncells, capcells;
   res_cell *cells;
+  const uint8_t *context;  /* siblings tables: the row's context
+                              (cell_rowctx encoding), owned by the arena */
+  size_t ncontext;
 } res_row;
 
 typedef struct res_info {
@@ -86,6 +101,11 @@ res_row *result_add_row(result *r, const void *ck, size_t nck);
 int result_add_cell(result *r, res_row *row, const void *name, size_t nname,
                     const void *value, size_t nvalue, int64_t ts,
                     uint32_t expires_at);
+/* Gives the last cell of row its versions (copied). 0 or CELLAR_ENOMEM. */
+int result_set_siblings(result *r, res_row *row, const res_sib *sib,
+                        size_t n);
+/* Sets a row's context (copied). 0 or CELLAR_ENOMEM. */
+int result_set_row_context(result *r, res_row *row, const void *p, size_t n);
 /* Removes the last row (used when a row turns out to have no live cells). */
 void result_drop_last_row(result *r);
 /* Sets the cursor (copied). */

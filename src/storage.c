@@ -107,6 +107,7 @@
 #include "clock.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "storage.h"
 #include "token.h"
 
@@ -838,14 +839,36 @@ int storage_delete_entries(const table_def *t, cbytes pk, int scope,
 
 /* One entry being applied: the entry, its decoded version, its stripe. */
 typedef struct apply_ent {
-  const storage_entry *e;
-  cell c;                /* borrowed from e->value */
+  cbytes key, value;     /* borrowed from the entry, or from the merge's
+                            scratch list when duplicates merged */
+  cell c;                /* borrowed from value */
   unsigned stripe;
 } apply_ent;
 
 static int apply_ent_cmp(const void *a, const void *b) {
   const apply_ent *x = a, *y = b;
-  return bytes_cmp(x->e->key, y->e->key);
+  return bytes_cmp(x->key, y->key);
+}
+
+/* A new version made by a merge goes to scratch (whose bytes never move);
+** *ent then points at it. 0 or an error. */
+static int keep_merged(storage_entries *scratch, const cell_buf *mb,
+                       apply_ent *ent) {
+  int rc = storage_entries_add(scratch, ent->key, CBYTES(mb->p, mb->n));
+  if (rc) return rc;
+  ent->value = scratch->e[scratch->n - 1].value;
+  return cell_decode(ent->value.p, ent->value.n, &ent->c);
+}
+
+/* A versioned cell from outside must be a valid set whose header is its
+** summary (cell_versions); plain cells were checked by cell_decode. */
+static int check_versions(const cell *c) {
+  if (!c->has_clock) return 0;
+  dvv d;
+  dvv_init(&d);
+  int rc = cell_versions(c, &d);
+  dvv_close(&d);
+  return rc == CELLAR_ENOMEM ? rc : rc ? CELLAR_EPROTO : 0;
 }
 
 static int unsigned_cmp(const void *a, const void *b) {
@@ -903,22 +926,36 @@ int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
 
   /* every entry is checked before anything is locked or written */
   int rc = 0, sorted = 1;
+  storage_entries scratch;   /* versions made by merging duplicates */
+  storage_entries_init(&scratch);
   for (size_t i = 0; i < n; i++) {
     keys_parts p;
     rc = check_entry(&e[i], &p, &a[i].c);
+    if (rc == 0) rc = check_versions(&a[i].c);
     if (rc) {
       free(heap);
       return rc;
     }
-    a[i].e = &e[i];
+    a[i].key = e[i].key;
+    a[i].value = e[i].value;
     a[i].stripe = stripe_index(p.table_id, p.token);
     if (i && sorted && bytes_cmp(e[i - 1].key, e[i].key) >= 0) sorted = 0;
   }
   if (!sorted) qsort(a, n, sizeof *a, apply_ent_cmp);
-  size_t m = 0;   /* a key given twice: keep the winner */
+  size_t m = 0;   /* a key given twice: keep the merge */
   for (size_t i = 0; i < n; i++) {
-    if (m && bytes_cmp(a[m - 1].e->key, a[i].e->key) == 0) {
-      if (cell_compare(&a[i].c, &a[m - 1].c) > 0) a[m - 1] = a[i];
+    if (m && bytes_cmp(a[m - 1].key, a[i].key) == 0) {
+      cell_buf mb = {0};
+      const cell *w;
+      rc = cell_merge_versions(&a[m - 1].c, &a[i].c, &mb, &w);
+      if (rc == 0 && w == &a[i].c) a[m - 1] = a[i];
+      else if (rc == 1) rc = keep_merged(&scratch, &mb, &a[m - 1]);
+      cell_buf_free(&mb);
+      if (rc) {
+        storage_entries_free(&scratch);
+        free(heap);
+        return rc;
+      }
       continue;
     }
     a[m++] = a[i];
@@ -930,8 +967,8 @@ int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
   for (size_t i = 0; i < n; i++)
     if (ns == 0 || st[ns - 1] != st[i]) st[ns++] = st[i];
   for (size_t i = 0; i < n; i++) {
-    kp[i] = (const char *)a[i].e->key.p;
-    kn[i] = a[i].e->key.n;
+    kp[i] = (const char *)a[i].key.p;
+    kn[i] = a[i].key.n;
   }
 
   rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
@@ -950,16 +987,38 @@ int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
       size_t nv;
       const char *v = rocksdb_pinnableslice_value(vals[i], &nv);
       cell old;
-      if (cell_decode((const uint8_t *)v, nv, &old) != 0)
+      if (cell_decode((const uint8_t *)v, nv, &old) != 0) {
         log_error("storage: undecodable stored value (%zu bytes), replaced",
                   nv);
-      else if (cell_compare(&a[i].c, &old) <= 0)
-        continue;   /* the stored version wins: nothing to write */
+      } else if (!old.has_clock && !a[i].c.has_clock) {
+        /* plain cells (lww tables): cell_merge's rule, no allocation */
+        if (cell_compare(&a[i].c, &old) <= 0)
+          continue;   /* the stored version wins: nothing to write */
+      } else if (nv == a[i].value.n && !memcmp(v, a[i].value.p, nv)) {
+        continue;   /* the same version: nothing to write */
+      } else {
+        cell_buf mb = {0};
+        const cell *w;
+        int mr = cell_merge_versions(&a[i].c, &old, &mb, &w);
+        if (mr == 1) {
+          rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], kp[i], kn[i],
+                                    (const char *)mb.p, mb.n);
+          nput++;
+        } else if (mr < 0) {
+          /* the stored set is broken: the checked incoming one replaces
+          ** it rather than blocking every later write of the cell */
+          log_error("storage: stored versions do not decode (%s), replaced",
+                    cellar_strerror(mr));
+          w = &a[i].c;
+        }
+        cell_buf_free(&mb);
+        if (mr == 1 || w != &a[i].c) continue;
+      }
     }
     /* the batch copies keys and values */
     rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], kp[i], kn[i],
-                              (const char *)a[i].e->value.p,
-                              a[i].e->value.n);
+                              (const char *)a[i].value.p,
+                              a[i].value.n);
     nput++;
   }
   if (rc == 0 && nput) {
@@ -971,8 +1030,161 @@ int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
   for (size_t i = 0; i < n; i++)
     if (vals[i]) rocksdb_pinnableslice_destroy(vals[i]);
   rocksdb_writebatch_destroy(wb);
+  storage_entries_free(&scratch);
   free(heap);
   if (rc == 0 && written) *written = nput;
+  return rc;
+}
+
+/*
+** Note 2 again, for the coordinator-replica of a siblings table: the same
+** locks and batch as storage_apply_entries, but each cell entry is a
+** client write made a new version of the stored set (cell_event), so the
+** read of the stored versions and the write of the new ones are one step
+** no other write of the partition can come between.
+*/
+static const cell_rowctx *event_ctx_of(const storage_event_ctx *ctx,
+                                       size_t nctx, const uint8_t *ck,
+                                       size_t nck) {
+  for (size_t i = 0; i < nctx; i++)
+    if (ctx[i].ck.n == nck && (nck == 0 || !memcmp(ctx[i].ck.p, ck, nck)))
+      return ctx[i].ctx;
+  return NULL;
+}
+
+int storage_event_entries(storage *s, const storage_entry *e, size_t n,
+                          const storage_event_ctx *ctx, size_t nctx,
+                          const storage_event_opts *o, storage_entries *out,
+                          char *err, size_t errlen) {
+  if (err && errlen) err[0] = '\0';
+  if (n == 0) return 0;
+  const char **kp = calloc(n, sizeof *kp);
+  size_t *kn = calloc(n, sizeof *kn);
+  rocksdb_pinnableslice_t **vals = calloc(n, sizeof *vals);
+  char **errs = calloc(n, sizeof *errs);
+  unsigned *st = calloc(n, sizeof *st);
+  cell *in = calloc(n, sizeof *in);
+  keys_parts *parts = calloc(n, sizeof *parts);
+  int rc = 0;
+  if (!kp || !kn || !vals || !errs || !st || !in || !parts) rc = CELLAR_ENOMEM;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    rc = check_entry(&e[i], &parts[i], &in[i]);
+    if (rc == 0 && in[i].has_clock) rc = CELLAR_EINVAL;   /* writes are plain */
+    if (rc == 0 && i && bytes_cmp(e[i - 1].key, e[i].key) >= 0) rc = CELLAR_EINVAL;
+    kp[i] = (const char *)e[i].key.p;
+    kn[i] = e[i].key.n;
+    st[i] = stripe_index(parts[i].table_id, parts[i].token);
+  }
+  size_t ns = 0;
+  if (rc == 0) {
+    qsort(st, n, sizeof *st, unsigned_cmp);
+    for (size_t i = 0; i < n; i++)
+      if (ns == 0 || st[ns - 1] != st[i]) st[ns++] = st[i];
+  }
+  uint8_t ckbuf[CELLAR_MAX_KEY_BYTES + 1];
+  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  size_t n0 = out->n;
+  for (size_t j = 0; rc == 0 && j < ns; j++) pthread_mutex_lock(&s->stripe[st[j]]);
+  if (rc == 0)
+    rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CF_DATA], n, kp, kn,
+                                 vals, errs, 1);
+  for (size_t i = 0; i < n && ns; i++) {
+    if (errs[i]) {
+      if (rc == 0) rc = rocks_failed("read before write", errs[i]);
+      else rocksdb_free(errs[i]);
+      continue;
+    }
+    if (rc) continue;
+    cell old, *stored = NULL;
+    if (vals[i]) {
+      size_t nv;
+      const char *v = rocksdb_pinnableslice_value(vals[i], &nv);
+      if (cell_decode((const uint8_t *)v, nv, &old) == 0) stored = &old;
+      else log_error("storage: undecodable stored value (%zu bytes), replaced", nv);
+    }
+    cell_buf nb = {0};
+    cbytes value = e[i].value;
+    if (parts[i].kind != KEYS_KIND_CELL) {
+      /* row and partition tombstones stay plain: merged as apply does */
+      const cell *w = &in[i];
+      int mr = stored ? cell_merge_versions(&in[i], stored, &nb, &w) : 0;
+      if (mr == 1) value = CBYTES(nb.p, nb.n);
+      else if (mr < 0 || w != &in[i]) value = CBYTES(NULL, 0);
+    } else {
+      dvv d;
+      dvv_init(&d);
+      int vr = stored ? cell_versions(stored, &d) : 0;
+      if (vr) {
+        log_error("storage: stored versions do not decode (%s), replaced",
+                  cellar_strerror(vr));
+        dvv_close(&d);
+        dvv_init(&d);
+      }
+      keys_unescape(parts[i].ck_esc, ckbuf);
+      const cell_rowctx *rcx = event_ctx_of(ctx, nctx, ckbuf, parts[i].nck);
+      const cell_rowctx_col *cc = rcx ? cell_rowctx_find(rcx, parts[i].column) : NULL;
+      const dvv_vv *vv = cc ? &cc->vv : NULL;
+      dvv_vv local;
+      dvv_vv_init(&local);
+      if (vv == NULL && in[i].tombstone) {
+        /* a blind delete deletes what this replica holds (Riak's rule):
+        ** writes it has not seen yet stay, as siblings of the marker */
+        if (dvv_join(&d, &local) == 0) vv = &local;
+      }
+      size_t after = dvv_event_siblings(&d, vv);
+      if (o->limit && after > o->limit) {
+        metrics_add(METRIC_SIBLINGS_REFUSED, 1);
+        if (err && errlen)
+          snprintf(err, errlen,
+                   "too many siblings: column %.*s has %zu (limit %u); read "
+                   "it and write with the context to resolve",
+                   (int)(parts[i].column.n > 64 ? 64 : parts[i].column.n),
+                   (const char *)parts[i].column.p, after - 1, o->limit);
+        rc = CELLAR_ESIBLINGS;
+      } else {
+        if (o->warn && after > o->warn) {
+          metrics_add(METRIC_SIBLINGS_WARNED, 1);
+          log_warn("storage: column %.*s of table %016llx has %zu siblings",
+                   (int)(parts[i].column.n > 64 ? 64 : parts[i].column.n),
+                   (const char *)parts[i].column.p,
+                   (unsigned long long)parts[i].table_id, after);
+        }
+        dvv_write w = {in[i].ts, in[i].tombstone,
+                       in[i].tombstone ? in[i].deleted_at : in[i].expires_at,
+                       in[i].tombstone ? CBYTES(NULL, 0) : in[i].value};
+        rc = dvv_event(&d, vv, o->self, &w, 0, NULL);
+        if (rc == 0) rc = cell_from_versions(&d, &nb);
+        if (rc == 0) value = CBYTES(nb.p, nb.n);
+        if (rc == CELLAR_EINVAL && err && errlen)
+          snprintf(err, errlen, "invalid write");
+      }
+      dvv_vv_close(&local);
+      dvv_close(&d);
+    }
+    if (rc == 0 && value.p) {
+      rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], kp[i], kn[i],
+                                (const char *)value.p, value.n);
+      rc = storage_entries_add(out, e[i].key, value);
+    }
+    cell_buf_free(&nb);
+  }
+  if (rc == 0 && ns) {
+    char *werr = NULL;
+    rocksdb_write(s->db, s->wo, wb, &werr);
+    if (werr) rc = rocks_failed("write", werr);
+  }
+  for (size_t j = ns; j-- > 0;) pthread_mutex_unlock(&s->stripe[st[j]]);
+  for (size_t i = 0; vals && i < n; i++)
+    if (vals[i]) rocksdb_pinnableslice_destroy(vals[i]);
+  rocksdb_writebatch_destroy(wb);
+  if (rc) out->n = n0;
+  free(kp);
+  free(kn);
+  free(vals);
+  free(errs);
+  free(st);
+  free(in);
+  free(parts);
   return rc;
 }
 
@@ -1136,13 +1348,17 @@ typedef struct vis {
   int64_t rt_ts;         /* the current row's tombstone */
   res_row *row;          /* the current row once it has a live cell */
   sbuf ck;               /* the current row's ck, unescaped */
+  int versions;          /* siblings policy: siblings and row contexts */
+  cell_buf ctx;          /* the current row's context being built */
 } vis;
 
 #define VIS_DONE 1       /* vis_feed: a live row beyond the limit, stop */
 
 /* Free with vis_free whatever it returns. */
-static int vis_init(vis *v, const storage_query *q, uint32_t now_s,
-                    result *out, int *more) {
+static int vis_init(vis *v, const table_def *t, const storage_query *q,
+                    uint32_t now_s, result *out, int *more) {
+  v->versions = t->policy == POLICY_SIBLINGS;
+  memset(&v->ctx, 0, sizeof v->ctx);
   v->now = now_s;
   v->limit = q->limit;
   v->nrows = 0;
@@ -1159,9 +1375,89 @@ static int vis_init(vis *v, const storage_query *q, uint32_t now_s,
 }
 
 static void vis_free(vis *v) {
+  cell_buf_free(&v->ctx);
   free(v->cs.sorted);
   sbuf_free(&v->cur);
   sbuf_free(&v->ck);
+}
+
+/* The current row is complete: it gets the context of the cells read. */
+static int vis_end_row(vis *v) {
+  int rc = 0;
+  if (v->row && v->ctx.n)
+    rc = result_set_row_context(v->out, v->row, v->ctx.p, v->ctx.n);
+  v->ctx.n = 0;
+  return rc;
+}
+
+/* The current row in the result, added at its first live cell. */
+static int vis_row(vis *v, const keys_parts *kp) {
+  if (v->row) return 0;
+  if (v->nrows == v->limit) {   /* a live row beyond the limit */
+    if (v->more) *v->more = 1;
+    return VIS_DONE;
+  }
+  if (sbuf_reserve(&v->ck, kp->nck)) return CELLAR_ENOMEM;
+  keys_unescape(kp->ck_esc, v->ck.p);
+  v->row = result_add_row(v->out, v->ck.p, kp->nck);
+  if (v->row == NULL) return CELLAR_ENOMEM;
+  v->nrows++;
+  return 0;
+}
+
+/*
+** A versioned cell, or any cell of a siblings table (a plain one is its
+** legacy sibling): the row context gets the cell's history; the visible
+** versions are the siblings above the row / partition tombstones, values
+** not expired. Siblings policy: the cell shows when a value is visible,
+** its value is the LWW winner of the visible values, and every visible
+** version (delete markers included) is listed when there is more than one.
+** lww policy (a table switched from siblings): the LWW winner alone.
+*/
+static int vis_versions(vis *v, const keys_parts *kp, const cell *c) {
+  dvv d;
+  dvv_init(&d);
+  int rc = cell_versions(c, &d);
+  if (rc) return rc == CELLAR_ENOMEM ? rc : 0;   /* checked at the door */
+  if (v->versions) {
+    dvv_vv vv;
+    dvv_vv_init(&vv);
+    rc = dvv_join(&d, &vv);
+    if (rc == 0) rc = cell_rowctx_add(&v->ctx, kp->column, &vv, v->now);
+    dvv_vv_close(&vv);
+  }
+  size_t n = dvv_count(&d), nvis = 0, nlive = 0;
+  const dvv_sib *best = NULL;
+  res_sib small[8];
+  res_sib *sib = n <= 8 ? small : malloc(n * sizeof *sib);
+  if (sib == NULL && rc == 0) rc = CELLAR_ENOMEM;
+  if (!v->versions && n) {
+    /* lww: only the winner counts */
+    const dvv_sib *w = dvv_sibling(&d, dvv_lww(&d));
+    if (!w->tombstone && (w->time == 0 || w->time > v->now) &&
+        w->ts > v->pt_ts && w->ts > v->rt_ts)
+      best = w, nlive = 1;
+    n = 0;
+  }
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const dvv_sib *x = dvv_sibling(&d, i);
+    if (x->ts <= v->pt_ts || x->ts <= v->rt_ts) continue;
+    if (!x->tombstone && x->time && x->time <= v->now) continue;
+    sib[nvis++] = (res_sib){x->value, x->nvalue, x->ts,
+                            x->tombstone ? 0 : x->time, x->tombstone};
+    if (x->tombstone) continue;
+    nlive++;
+    if (best == NULL || dvv_sib_lww_cmp(x, best) > 0) best = x;
+  }
+  if (rc == 0 && nlive) rc = vis_row(v, kp);
+  if (rc == 0 && nlive)
+    rc = result_add_cell(v->out, v->row, kp->column.p, kp->column.n,
+                         best->value, best->nvalue, best->ts, best->time);
+  if (rc == 0 && nlive && nvis > 1)
+    rc = result_set_siblings(v->out, v->row, sib, nvis);
+  if (sib != small) free(sib);
+  dvv_close(&d);
+  return rc;
 }
 
 /* One entry. Returns 0 to go on, VIS_DONE (with *more = 1) once a live row
@@ -1174,6 +1470,8 @@ static int vis_feed(vis *v, const keys_parts *kp, const cell *c) {
   if (!v->in_row || kp->ck_esc.n != v->ncur ||
       memcmp(kp->ck_esc.p, v->cur.p, v->ncur) != 0) {
     /* a new row starts */
+    int rc = vis_end_row(v);
+    if (rc) return rc;
     if (sbuf_reserve(&v->cur, kp->ck_esc.n)) return CELLAR_ENOMEM;
     memcpy(v->cur.p, kp->ck_esc.p, kp->ck_esc.n);
     v->ncur = kp->ck_esc.n;
@@ -1186,19 +1484,11 @@ static int vis_feed(vis *v, const keys_parts *kp, const cell *c) {
     return 0;
   }
   if (!colset_has(&v->cs, kp->column)) return 0;
+  if (c->has_clock || v->versions) return vis_versions(v, kp, c);
   if (!cell_is_live(c, v->now) || c->ts <= v->pt_ts || c->ts <= v->rt_ts)
     return 0;
-  if (v->row == NULL) {
-    if (v->nrows == v->limit) {   /* a live row beyond the limit */
-      if (v->more) *v->more = 1;
-      return VIS_DONE;
-    }
-    if (sbuf_reserve(&v->ck, kp->nck)) return CELLAR_ENOMEM;
-    keys_unescape(kp->ck_esc, v->ck.p);
-    v->row = result_add_row(v->out, v->ck.p, kp->nck);
-    if (v->row == NULL) return CELLAR_ENOMEM;
-    v->nrows++;
-  }
+  int rc = vis_row(v, kp);
+  if (rc) return rc;
   return result_add_cell(v->out, v->row, kp->column.p, kp->column.n,
                          c->value.p, c->value.n, c->ts, c->expires_at);
 }
@@ -1227,7 +1517,7 @@ int storage_read(storage *s, const table_def *t, const storage_query *q,
   rocksdb_readoptions_t *ro = NULL;
   rocksdb_iterator_t *it = NULL;
   int rc = qbounds_init(&b, t->id, q);
-  int vrc = vis_init(&v, q, now_s, out, more);
+  int vrc = vis_init(&v, t, q, now_s, out, more);
   if (rc == 0) rc = vrc;
   if (rc) goto done;
 
@@ -1243,6 +1533,7 @@ int storage_read(storage *s, const table_def *t, const storage_query *q,
   for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it))
     if (iter_entry(it, t->id, &e, &kp, &c) == 0) rc = vis_feed(&v, &kp, &c);
   if (rc == VIS_DONE) rc = 0;
+  if (rc == 0) rc = vis_end_row(&v);
   if (rc == 0) {
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -1264,7 +1555,7 @@ int storage_entries_to_result(const table_def *t, const storage_query *q,
   qbounds b;
   vis v;
   int rc = qbounds_init(&b, t->id, q);
-  int vrc = vis_init(&v, q, now_s, out, more);
+  int vrc = vis_init(&v, t, q, now_s, out, more);
   if (rc == 0) rc = vrc;
   cbytes pt = CBYTES(b.pt.p, b.npt), hi = CBYTES(b.hi.p, b.nhi);
   cbytes lo = b.nlo ? CBYTES(b.lo.p, b.nlo) : pt;
@@ -1285,6 +1576,7 @@ int storage_entries_to_result(const table_def *t, const storage_query *q,
     if (rc == 0) rc = vis_feed(&v, &kp, &c);
   }
   if (rc == VIS_DONE) rc = 0;
+  if (rc == 0) rc = vis_end_row(&v);
   vis_free(&v);
   qbounds_free(&b);
   return rc;
@@ -1379,10 +1671,23 @@ int storage_entries_merge(const storage_entry *a, size_t na,
       rc = CELLAR_EPROTO;
       break;
     }
-    if (d == 0 && cell_compare(&y, &x) > 0) win = &b[j];
+    cell_buf mb = {0};
+    if (d == 0) {
+      /* the one merge (cell_merge_versions): plain cells by LWW exactly as
+      ** cell_merge, versioned ones by their version sets */
+      const cell *w;
+      int mr = cell_merge_versions(&x, &y, &mb, &w);
+      if (mr < 0) {
+        rc = mr;
+        break;
+      }
+      if (mr == 0 && w == &y) win = &b[j];
+    }
     if (d <= 0) i++;
     if (d >= 0) j++;
-    rc = storage_entries_add(out, win->key, win->value);
+    rc = storage_entries_add(out, win->key,
+                             mb.n ? CBYTES(mb.p, mb.n) : win->value);
+    cell_buf_free(&mb);
   }
   if (rc) out->n = n0;
   return rc;

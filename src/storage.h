@@ -24,6 +24,7 @@
 #include "types.h"
 #include "schema.h"
 #include "result.h"
+#include "dvv.h"
 
 typedef struct storage storage;
 
@@ -180,6 +181,35 @@ int storage_delete_entries(const table_def *t, cbytes pk, int scope,
 */
 int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
                           size_t *written);
+
+/*
+** Siblings tables (docs/versions.md): the coordinator-replica's write.
+** e[0..n) are the plain entries storage_put_entries / storage_delete_entries
+** built (key-sorted, unique); under the stripe locks each cell entry
+** becomes a client write applied to the stored version set with
+** cell_event's rule (dvv_event under o->self, with the context of its row
+** and column from ctx, none = blind), row and partition tombstones merge
+** as in storage_apply_entries; the results are written in one batch and
+** appended to out (the whole sets: what the other replicas receive and
+** merge). A cell that would hold more than o->limit siblings refuses the
+** whole write with CELLAR_ESIBLINGS (counted, message in err), above
+** o->warn it is logged and counted. On error nothing is written and out
+** keeps the entries it had.
+*/
+typedef struct storage_event_ctx {
+  cbytes ck;                   /* the row (borrowed) */
+  const struct cell_rowctx *ctx;  /* its context (borrowed) */
+} storage_event_ctx;
+
+typedef struct storage_event_opts {
+  dvv_actor self;              /* this node's actor */
+  uint32_t warn, limit;        /* siblings_warn, siblings_limit; 0: none */
+} storage_event_opts;
+
+int storage_event_entries(storage *s, const storage_entry *e, size_t n,
+                          const storage_event_ctx *ctx, size_t nctx,
+                          const storage_event_opts *o, storage_entries *out,
+                          char *err, size_t errlen);
 
 /*
 ** Appends to out the raw entries of a query, in key order: the partition

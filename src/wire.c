@@ -190,6 +190,16 @@ static cbytes *cols_of(uint8_t **cur, const ProtobufCBinaryData *c, size_t n) {
   return out;
 }
 
+/* A client context is a row context (cell.h): bounded by its columns. */
+#define WIRE_MAX_CONTEXT_BYTES (256u << 10)
+
+static int check_context(size_t n, char *err, size_t errlen) {
+  if (n > WIRE_MAX_CONTEXT_BYTES)
+    return fail(err, errlen, CELLAR_ETOOBIG, "context is %zu bytes, limit %u",
+                n, WIRE_MAX_CONTEXT_BYTES);
+  return 0;
+}
+
 /* ============================================================ decoders */
 
 static int decode_put(const uint8_t *p, size_t len, unsigned type, uint32_t id,
@@ -203,10 +213,13 @@ static int decode_put(const uint8_t *p, size_t len, unsigned type, uint32_t id,
   if (rc == 0) rc = check_ttl("ttl", m->ttl, err, errlen);
   if (rc == 0 && m->n_rows == 0)
     rc = fail(err, errlen, CELLAR_EEMPTY, "put without rows");
-  size_t ncells = 0;
+  if (rc == 0) rc = check_context(m->context.len, err, errlen);
+  size_t ncells = 0, nrowctx = 0;
   for (size_t i = 0; rc == 0 && i < m->n_rows; i++) {
     const Cellar__Wire__Row *row = m->rows[i];
     rc = check_key("clustering key", row->clustering.len, 1, err, errlen);
+    if (rc == 0) rc = check_context(row->context.len, err, errlen);
+    if (row->context.len) nrowctx = m->n_rows;
     if (rc == 0 && row->n_cells == 0)
       rc = fail(err, errlen, CELLAR_EEMPTY, "row %zu of the put has no cells",
                 i);
@@ -226,7 +239,8 @@ static int decode_put(const uint8_t *p, size_t len, unsigned type, uint32_t id,
   /* Both counts are bounded by the payload length: no overflow below. */
   request *r = req_new(type, id,
                        ALIGN_UP(m->n_rows * sizeof(req_row)) +
-                           ALIGN_UP(ncells * sizeof(req_cell)),
+                           ALIGN_UP(ncells * sizeof(req_cell)) +
+                           ALIGN_UP(nrowctx * sizeof(cbytes)),
                        m);
   if (r == NULL) {
     cellar__wire__put_request__free_unpacked(m, NULL);
@@ -235,8 +249,10 @@ static int decode_put(const uint8_t *p, size_t len, unsigned type, uint32_t id,
   uint8_t *cur = req_arrays(r);
   req_row *rows = carve(&cur, m->n_rows * sizeof(req_row));
   req_cell *cells = carve(&cur, ncells * sizeof(req_cell));
+  cbytes *rowctx = nrowctx ? carve(&cur, nrowctx * sizeof(cbytes)) : NULL;
   for (size_t i = 0; i < m->n_rows; i++) {
     const Cellar__Wire__Row *row = m->rows[i];
+    if (rowctx) rowctx[i] = cb_of(row->context);
     rows[i].ck = cb_of(row->clustering);
     rows[i].ncells = row->n_cells;
     rows[i].cells = cells;
@@ -254,6 +270,8 @@ static int decode_put(const uint8_t *p, size_t len, unsigned type, uint32_t id,
   r->rows = rows;
   r->ttl = m->ttl;
   r->timestamp = m->timestamp;
+  r->context = cb_of(m->context);
+  r->row_ctx = rowctx;
   *out = r;
   return 0;
 }
@@ -363,6 +381,7 @@ static int decode_delete(const uint8_t *p, size_t len, unsigned type,
   if (rc == 0) rc = check_columns(m->columns, m->n_columns, err, errlen);
   if (rc == 0) rc = check_timestamp(m->timestamp, err, errlen);
   if (rc == 0) rc = check_cl(m->consistency, 0, &cl, err, errlen);
+  if (rc == 0) rc = check_context(m->context.len, err, errlen);
   request *r = NULL;
   if (rc == 0) {
     r = req_new(type, id, ALIGN_UP(m->n_columns * sizeof(cbytes)), m);
@@ -378,6 +397,7 @@ static int decode_delete(const uint8_t *p, size_t len, unsigned type,
   r->partition = cb_of(m->partition);
   r->scope = scope;         /* same numbers as enum storage_delete_scope */
   r->ck = cb_of(m->clustering);
+  r->context = cb_of(m->context);
   r->ncols = m->n_columns;
   r->cols = cols_of(&cur, m->columns, m->n_columns);
   r->timestamp = m->timestamp;
@@ -678,8 +698,12 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
   }
 
   /* Sizes of the scratch block (note 3). */
-  size_t ncells = 0, ndcs = 0;
-  for (size_t i = 0; i < res->nrows; i++) ncells += res->rows[i].ncells;
+  size_t ncells = 0, ndcs = 0, nsibs = 0;
+  for (size_t i = 0; i < res->nrows; i++) {
+    ncells += res->rows[i].ncells;
+    for (size_t j = 0; j < res->rows[i].ncells; j++)
+      nsibs += res->rows[i].cells[j].nsib;
+  }
   for (size_t i = 0; i < res->nkeyspaces; i++)
     if (res->keyspaces[i].strategy == REPL_NETWORK_TOPOLOGY)
       ndcs += res->keyspaces[i].ndcs;
@@ -688,6 +712,8 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
       ALIGN_UP(res->nrows * sizeof(Cellar__Wire__Row *)) +
       ALIGN_UP(ncells * sizeof(Cellar__Wire__Cell)) +
       ALIGN_UP(ncells * sizeof(Cellar__Wire__Cell *)) +
+      ALIGN_UP(nsibs * sizeof(Cellar__Wire__Version)) +
+      ALIGN_UP(nsibs * sizeof(Cellar__Wire__Version *)) +
       ALIGN_UP(res->nkeyspaces * sizeof(Cellar__Wire__KeyspaceDef)) +
       ALIGN_UP(res->nkeyspaces * sizeof(Cellar__Wire__Replication)) +
       ALIGN_UP(res->nkeyspaces * sizeof(Cellar__Wire__KeyspaceDef *)) +
@@ -708,11 +734,15 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
   Cellar__Wire__Row **rowp = carve(&cur, res->nrows * sizeof(*rowp));
   Cellar__Wire__Cell *cells = carve(&cur, ncells * sizeof(*cells));
   Cellar__Wire__Cell **cellp = carve(&cur, ncells * sizeof(*cellp));
+  Cellar__Wire__Version *vers = carve(&cur, nsibs * sizeof(*vers));
+  Cellar__Wire__Version **verp = carve(&cur, nsibs * sizeof(*verp));
   for (size_t i = 0; i < res->nrows; i++) {
     const res_row *rr = &res->rows[i];
     cellar__wire__row__init(&rows[i]);
     rows[i].clustering.data = (uint8_t *)rr->ck;
     rows[i].clustering.len = rr->nck;
+    rows[i].context.data = (uint8_t *)rr->context;
+    rows[i].context.len = rr->ncontext;
     rows[i].n_cells = rr->ncells;
     rows[i].cells = cellp;
     for (size_t j = 0; j < rr->ncells; j++) {
@@ -724,12 +754,29 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
       cells->value.len = rcell->nvalue;
       cells->timestamp = rcell->timestamp;
       cells->expires_at = rcell->expires_at;
+      cells->n_siblings = rcell->nsib;
+      cells->siblings = rcell->nsib ? verp : NULL;
+      for (size_t k = 0; k < rcell->nsib; k++) {
+        const res_sib *rs = &rcell->sib[k];
+        cellar__wire__version__init(vers);
+        vers->value.data = (uint8_t *)rs->value;
+        vers->value.len = rs->nvalue;
+        vers->timestamp = rs->timestamp;
+        vers->expires_at = rs->expires_at;
+        vers->deleted = rs->deleted != 0;
+        *verp++ = vers++;
+      }
       *cellp++ = cells++;
     }
     rowp[i] = &rows[i];
   }
   resp.n_rows = res->nrows;
   resp.rows = res->nrows ? rowp : NULL;
+  if (type == FRAME_GET && res->nrows == 1) {
+    /* a single-row get's context also where a put takes it */
+    resp.context.data = (uint8_t *)res->rows[0].context;
+    resp.context.len = res->rows[0].ncontext;
+  }
 
   if (res->cursor != NULL && res->ncursor > 0) {
     resp.cursor.data = (uint8_t *)res->cursor;
@@ -837,4 +884,94 @@ uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
   }
   free(scratch);
   return out;
+}
+
+/* ====================================================== forwarded writes */
+
+#define FORWARD_VERSION 1
+
+static void put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+uint8_t *wire_forward_encode(uint64_t fid, const char *cluster,
+                             const char *from, const request *req,
+                             size_t *len) {
+  size_t nc = strlen(cluster), nf = strlen(from);
+  if (nc > 255 || nf > 255 || req->pb == NULL ||
+      (req->type != FRAME_PUT && req->type != FRAME_DELETE))
+    return NULL;
+  size_t body = req->type == FRAME_PUT
+                    ? cellar__wire__put_request__get_packed_size(req->pb)
+                    : cellar__wire__delete_request__get_packed_size(req->pb);
+  size_t head = 1 + 8 + 1 + nc + 1 + nf + 1;
+  uint8_t *out = malloc(head + body + 1);
+  if (out == NULL) return NULL;
+  out[0] = FORWARD_VERSION;
+  put_u64(out + 1, fid);
+  size_t i = 9;
+  out[i++] = (uint8_t)nc;
+  memcpy(out + i, cluster, nc);
+  i += nc;
+  out[i++] = (uint8_t)nf;
+  memcpy(out + i, from, nf);
+  i += nf;
+  out[i++] = req->type;
+  i += req->type == FRAME_PUT
+           ? cellar__wire__put_request__pack(req->pb, out + i)
+           : cellar__wire__delete_request__pack(req->pb, out + i);
+  *len = i;
+  return out;
+}
+
+int wire_forward_decode(const uint8_t *p, size_t n, uint64_t *fid,
+                        cbytes *cluster, cbytes *from, request **out,
+                        char *err, size_t errlen) {
+  *out = NULL;
+  if (n < 12 || p[0] != FORWARD_VERSION)
+    return fail(err, errlen, CELLAR_EPROTO, "malformed FORWARD_WRITE");
+  *fid = get_u64(p + 1);
+  size_t i = 9;
+  size_t nc = p[i++];
+  if (nc + 2 > n - i)
+    return fail(err, errlen, CELLAR_EPROTO, "truncated FORWARD_WRITE");
+  *cluster = CBYTES(p + i, nc);
+  i += nc;
+  size_t nf = p[i++];
+  if (nf + 1 > n - i)
+    return fail(err, errlen, CELLAR_EPROTO, "truncated FORWARD_WRITE");
+  *from = CBYTES(p + i, nf);
+  i += nf;
+  unsigned type = p[i++];
+  if (type != FRAME_PUT && type != FRAME_DELETE)
+    return fail(err, errlen, CELLAR_EBADTYPE,
+                "FORWARD_WRITE of frame type %u (PUT or DELETE only)", type);
+  return wire_decode_request(type, 0, p + i, n - i, out, err, errlen);
+}
+
+uint8_t *wire_forward_reply_encode(uint64_t fid, const uint8_t *frame,
+                                   size_t flen, size_t *len) {
+  if (flen < FRAME_HEADER_SIZE) return NULL;
+  size_t body = flen - FRAME_HEADER_SIZE;
+  uint8_t *out = malloc(9 + body);
+  if (out == NULL) return NULL;
+  out[0] = FORWARD_VERSION;
+  put_u64(out + 1, fid);
+  if (body) memcpy(out + 9, frame + FRAME_HEADER_SIZE, body);
+  *len = 9 + body;
+  return out;
+}
+
+int wire_forward_reply_decode(const uint8_t *p, size_t n, uint64_t *fid,
+                              cbytes *response) {
+  if (n < 9 || p[0] != FORWARD_VERSION) return CELLAR_EPROTO;
+  *fid = get_u64(p + 1);
+  *response = CBYTES(p + 9, n - 9);
+  return 0;
 }

@@ -41,6 +41,12 @@ typedef struct request {
   cbytes cursor;
   /* DELETE */
   int scope;                   /* enum storage_delete_scope */
+  /* PUT, DELETE: causal contexts from reads (siblings tables; empty =
+  ** blind). context: the request's (PutRequest / DeleteRequest.context),
+  ** row_ctx[i]: row i's own (Row.context), NULL when no row has one. */
+  cbytes context;
+  cbytes *row_ctx;
+  int forwarded;               /* set by the proxy: came in a FORWARD_WRITE */
   /* CREATE_KEYSPACE, CREATE_TABLE, DROP_*, DESCRIBE */
   keyspace_def ks_def;
   table_def table_def;
@@ -68,6 +74,34 @@ void wire_request_free(request *r);
 */
 uint8_t *wire_encode_response(unsigned type, uint32_t id, const result *res,
                               size_t *len);
+
+/*
+** Peer frames of siblings tables (docs/versions.md): the coordinator of a
+** write is a replica, so a node that is not one forwards the client's
+** request whole (FRAME_FORWARD_WRITE) and relays the answer
+** (FRAME_FORWARD_REPLY). Layout, big-endian:
+**   FORWARD_WRITE  u8 version 1 | u64 forward id | u8 n, cluster name |
+**                  u8 n, sender's peer address | u8 frame type (PUT,
+**                  DELETE) | the client's request message (the rest)
+**   FORWARD_REPLY  u8 version 1 | u64 forward id | the client Response
+**                  message (the rest)
+** Encoders return malloc'd bytes (caller frees) or NULL (out of memory).
+** wire_forward_decode checks the envelope, then decodes the request with
+** wire_decode_request (*out: caller frees with wire_request_free);
+** cluster and from are borrowed from p. Errors as wire_decode_request.
+*/
+uint8_t *wire_forward_encode(uint64_t fid, const char *cluster,
+                             const char *from, const request *req,
+                             size_t *len);
+int wire_forward_decode(const uint8_t *p, size_t n, uint64_t *fid,
+                        cbytes *cluster, cbytes *from, request **out,
+                        char *err, size_t errlen);
+/* frame: a complete response frame (wire_encode_response). */
+uint8_t *wire_forward_reply_encode(uint64_t fid, const uint8_t *frame,
+                                   size_t flen, size_t *len);
+/* *response: the Response payload, borrowed from p. 0 or CELLAR_EPROTO. */
+int wire_forward_reply_decode(const uint8_t *p, size_t n, uint64_t *fid,
+                              cbytes *response);
 
 /* Same for an error alone (code and message), used before a request could
 ** be decoded. */

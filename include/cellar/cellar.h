@@ -64,7 +64,9 @@ extern "C" {
   X(ENOTFOUND, -22, "not found")                                             \
   X(EBADVERSION, -23, "unsupported protocol version")                        \
   X(EDEADLOCK, -24, "synchronous call from a callback")                      \
-  X(EEMPTY, -25, "nothing to write")
+  X(EEMPTY, -25, "nothing to write")                                         \
+  X(ESIBLINGS, -26, "too many siblings: read and write with the context")   \
+  X(ESTALECONTEXT, -27, "context older than gc_grace: read again")
 
 typedef enum cellar_errno {
 #define CELLAR__ERR_ENUM(name, val, msg) CELLAR_##name = (val),

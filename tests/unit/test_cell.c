@@ -467,6 +467,51 @@ static void test_versions_algebra(void) {
   }
 }
 
+/* Row contexts: built column by column, decoded, found; bad ones refused. */
+static void test_rowctx(void) {
+  dvv_vv v1, v2;
+  dvv_vv_init(&v1);
+  dvv_vv_init(&v2);
+  CU_ASSERT_EQUAL(dvv_vv_raise(&v1, (dvv_actor){5, 1}, 3), 0);
+  CU_ASSERT_EQUAL(dvv_vv_raise(&v2, (dvv_actor){6, 2}, 1), 0);
+  CU_ASSERT_EQUAL(dvv_vv_raise(&v2, (dvv_actor){5, 1}, 9), 0);
+  cell_buf b = {0};
+  CU_ASSERT_EQUAL(cell_rowctx_add(&b, CBYTES("a", 1), &v1, 1000), 0);
+  CU_ASSERT_EQUAL(cell_rowctx_add(&b, CBYTES("bb", 2), &v2, 1001), 0);
+  cell_rowctx c;
+  CU_ASSERT_EQUAL_FATAL(cell_rowctx_decode(b.p, b.n, &c), 0);
+  CU_ASSERT_EQUAL(c.n, 2);
+  const cell_rowctx_col *x = cell_rowctx_find(&c, CBYTES("bb", 2));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+  CU_ASSERT(dvv_vv_equal(&x->vv, &v2));
+  CU_ASSERT_EQUAL(x->issued_s, 1001);
+  CU_ASSERT_PTR_NULL(cell_rowctx_find(&c, CBYTES("b", 1)));
+  cell_rowctx_close(&c);
+  /* every truncation and bit flip either fails or decodes cleanly */
+  for (size_t k = 1; k < b.n; k++) {
+    int rc = cell_rowctx_decode(b.p, k, &c);
+    if (rc == 0) cell_rowctx_close(&c);
+    CU_ASSERT(rc != 0 || k == 0);
+  }
+  for (size_t bit = 0; bit < b.n * 8; bit++) {
+    b.p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    if (cell_rowctx_decode(b.p, b.n, &c) == 0) cell_rowctx_close(&c);
+    b.p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+  }
+  /* columns out of order */
+  cell_buf o = {0};
+  CU_ASSERT_EQUAL(cell_rowctx_add(&o, CBYTES("b", 1), &v1, 1), 0);
+  CU_ASSERT_EQUAL(cell_rowctx_add(&o, CBYTES("a", 1), &v1, 1), 0);
+  CU_ASSERT_EQUAL(cell_rowctx_decode(o.p, o.n, &c), CELLAR_EPROTO);
+  CU_ASSERT_EQUAL(cell_rowctx_decode((const uint8_t *)"\x09", 1, &c), CELLAR_EPROTO);
+  CU_ASSERT_EQUAL(cell_rowctx_decode(NULL, 0, &c), 0);
+  CU_ASSERT_EQUAL(c.n, 0);
+  cell_buf_free(&o);
+  cell_buf_free(&b);
+  dvv_vv_close(&v1);
+  dvv_vv_close(&v2);
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"round_trip", test_round_trip},
@@ -480,6 +525,7 @@ int main(int argc, char **argv) {
     {"versions_legacy", test_versions_legacy},
     {"versions_rejects", test_versions_rejects},
     {"versions_algebra", test_versions_algebra},
+    {"rowctx", test_rowctx},
     {NULL, NULL}
   };
   return testutil_run("cell", cases, argc, argv);

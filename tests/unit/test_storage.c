@@ -1888,6 +1888,233 @@ static void test_apply_spanning_writers(void) {
   teardown(s);
 }
 
+
+/* --------------------------------------------------- versions (issue 5) */
+
+static table_def TS = {.keyspace = "ks", .name = "ts", .id = 3,
+                       .policy = POLICY_SIBLINGS, .gc_grace = 864000};
+
+/* A coordinator-replica's put of one cell with a row context (may be
+** empty: blind); the resulting sets go to *sets when not NULL. */
+static int vput(storage *s, dvv_actor self, const char *ck, const char *col,
+                const char *val, int64_t ts, cbytes ctx, uint32_t limit,
+                storage_entries *sets, char *err) {
+  req_cell c = {B(col), B(val)};
+  req_row r = {B(ck), 1, &c};
+  storage_entries mut, out;
+  storage_entries_init(&mut);
+  storage_entries_init(&out);
+  int rc = storage_put_entries(&TS, B("p"), &r, 1, ts, 0, 1000, &mut);
+  cell_rowctx rx = {0, NULL};
+  if (rc == 0 && ctx.n) rc = cell_rowctx_decode(ctx.p, ctx.n, &rx);
+  storage_event_ctx ec = {B(ck), &rx};
+  storage_event_opts o = {.self = self, .warn = 2, .limit = limit};
+  char e2[200];
+  if (rc == 0)
+    rc = storage_event_entries(s, mut.e, mut.n, &ec, ctx.n ? 1 : 0, &o,
+                               sets ? sets : &out, err ? err : e2, 200);
+  cell_rowctx_close(&rx);
+  storage_entries_free(&mut);
+  storage_entries_free(&out);
+  return rc;
+}
+
+static int vdel(storage *s, dvv_actor self, const char *ck, const char *col,
+                int64_t ts, cbytes ctx) {
+  cbytes c = B(col);
+  storage_entries mut, out;
+  storage_entries_init(&mut);
+  storage_entries_init(&out);
+  int rc = storage_delete_entries(&TS, B("p"), STORAGE_DELETE_CELLS, B(ck), &c,
+                                  1, ts, 1000, &mut);
+  cell_rowctx rx = {0, NULL};
+  if (rc == 0 && ctx.n) rc = cell_rowctx_decode(ctx.p, ctx.n, &rx);
+  storage_event_ctx ec = {B(ck), &rx};
+  storage_event_opts o = {.self = self};
+  char err[200];
+  if (rc == 0)
+    rc = storage_event_entries(s, mut.e, mut.n, &ec, ctx.n ? 1 : 0, &o, &out,
+                               err, sizeof err);
+  cell_rowctx_close(&rx);
+  storage_entries_free(&mut);
+  storage_entries_free(&out);
+  return rc;
+}
+
+/* Reads row ck of TS: the first cell's versions as "v1|v2|<del>" (or its
+** value alone), and the row's context copied to ctx (256 bytes). */
+static void vget(storage *s, const char *ck, char *out, uint8_t *ctx,
+                 size_t *nctx) {
+  storage_query q = {.pk = B("p"), .has_start = 1, .start = B(ck), .has_end = 1,
+                     .end = B(ck), .limit = 1};
+  result r;
+  result_init(&r);
+  CU_ASSERT_EQUAL(storage_read(s, &TS, &q, 1000, &r, NULL), 0);
+  out[0] = '\0';
+  *nctx = 0;
+  if (r.nrows == 1 && r.rows[0].ncells >= 1) {
+    const res_cell *c = &r.rows[0].cells[0];
+    if (c->nsib == 0) {
+      snprintf(out, 64, "%.*s", (int)c->nvalue, (const char *)c->value);
+    } else {
+      for (size_t i = 0; i < c->nsib; i++) {
+        if (i) strcat(out, "|");
+        if (c->sib[i].deleted) strcat(out, "<del>");
+        else strncat(out, (const char *)c->sib[i].value, c->sib[i].nvalue);
+      }
+    }
+  }
+  if (r.nrows == 1 && r.rows[0].ncontext <= 256) {
+    memcpy(ctx, r.rows[0].context, r.rows[0].ncontext);
+    *nctx = r.rows[0].ncontext;
+  }
+  result_free(&r);
+}
+
+static void test_versions_event(void) {
+  storage *s = setup();
+  dvv_actor a = {11, 1}, b = {22, 1};
+  char got[256];
+  uint8_t ctx[256];
+  size_t nctx;
+  /* two blind writes from two coordinators: both kept, one context */
+  CU_ASSERT_EQUAL(vput(s, a, "r", "c", "x", 100, B(""), 0, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s, b, "r", "c", "y", 90, B(""), 0, NULL, NULL), 0);
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT(strstr(got, "x") && strstr(got, "y") && strchr(got, '|'));
+  CU_ASSERT(nctx > 0);
+  /* the value field is the LWW winner for old clients */
+  storage_query q = {.pk = B("p"), .has_start = 1, .start = B("r"), .has_end = 1,
+                     .end = B("r"), .limit = 1};
+  result r;
+  result_init(&r);
+  CU_ASSERT_EQUAL(storage_read(s, &TS, &q, 1000, &r, NULL), 0);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].nvalue, 1);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].value[0], 'x');
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].nsib, 2);
+  result_free(&r);
+  /* a write with that context replaces both */
+  CU_ASSERT_EQUAL(vput(s, a, "r", "c", "z", 80, CBYTES(ctx, nctx), 0, NULL, NULL), 0);
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "z");
+  /* a stale context (before z) leaves z as a sibling */
+  uint8_t old[256];
+  size_t nold = nctx;
+  memcpy(old, ctx, nctx);
+  CU_ASSERT_EQUAL(vput(s, b, "r", "c", "w", 70, CBYTES(old, nold), 0, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s, b, "r", "c", "v", 60, CBYTES(old, nold), 0, NULL, NULL), 0);
+  vget(s, "r", got, ctx, &nctx);
+  /* w and v both read z: both replace z, and are concurrent */
+  CU_ASSERT(strstr(got, "w") && strstr(got, "v") && !strstr(got, "z"));
+  /* columns are separate sets: another column has no siblings */
+  CU_ASSERT_EQUAL(vput(s, a, "r", "d", "1", 50, B(""), 0, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s, a, "r2", "c", "only", 50, B(""), 0, NULL, NULL), 0);
+  vget(s, "r2", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "only");
+  teardown(s);
+}
+
+static void test_versions_delete_and_limit(void) {
+  storage *s = setup();
+  dvv_actor a = {11, 1}, b = {22, 1};
+  char got[256], err[200];
+  uint8_t ctx[256];
+  size_t nctx;
+  CU_ASSERT_EQUAL(vput(s, a, "r", "c", "x", 100, B(""), 0, NULL, NULL), 0);
+  vget(s, "r", got, ctx, &nctx);
+  uint8_t seen[256];
+  size_t nseen = nctx;
+  memcpy(seen, ctx, nctx);
+  /* a write concurrent with a delete that read x: it stays, as a sibling
+  ** of the marker */
+  CU_ASSERT_EQUAL(vput(s, b, "r", "c", "y", 50, CBYTES(seen, nseen), 0, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vdel(s, a, "r", "c", 200, CBYTES(seen, nseen)), 0);
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT(strstr(got, "y") && strstr(got, "<del>") && !strstr(got, "x"));
+  /* a blind delete deletes what the replica holds */
+  CU_ASSERT_EQUAL(vdel(s, a, "r", "c", 300, B("")), 0);
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "");
+  /* limits: blind writes add siblings up to the limit, then refused */
+  CU_ASSERT_EQUAL(vput(s, a, "l", "c", "1", 1, B(""), 3, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s, a, "l", "c", "2", 2, B(""), 3, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s, a, "l", "c", "3", 3, B(""), 3, NULL, NULL), 0);
+  err[0] = '\0';
+  CU_ASSERT_EQUAL(vput(s, a, "l", "c", "4", 4, B(""), 3, NULL, err), CELLAR_ESIBLINGS);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "too many siblings"));
+  vget(s, "l", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "3|2|1");
+  /* with the context it passes and resolves */
+  CU_ASSERT_EQUAL(vput(s, a, "l", "c", "ok", 5, CBYTES(ctx, nctx), 3, NULL, NULL), 0);
+  vget(s, "l", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "ok");
+  /* a context that is not one is refused by the decoder */
+  CU_ASSERT_NOT_EQUAL(vput(s, a, "l", "c", "bad", 6, B("\x07zz"), 3, NULL, NULL), 0);
+  teardown(s);
+}
+
+/* Replicas merge the sets a coordinator made, in any order, twice, and
+** plain (pre-versioning) cells join as legacy siblings. */
+static void test_versions_replicate(void) {
+  storage *s = setup();
+  char *d2 = testutil_tmpdir("storage2");
+  storage *s2 = open_at(d2, 1);
+  dvv_actor a = {11, 1}, b = {22, 1};
+  storage_entries sa, sb;
+  storage_entries_init(&sa);
+  storage_entries_init(&sb);
+  /* replica 2 holds a plain cell written before versioning */
+  CU_ASSERT_EQUAL(put1(s2, &TS, B("p"), B("r"), B("c"), B("old"), 10, 0, 1000), 0);
+  CU_ASSERT_EQUAL(vput(s, a, "r", "c", "x", 100, B(""), 0, &sa, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s2, b, "r", "c", "y", 90, B(""), 0, &sb, NULL), 0);
+  size_t w = 0;
+  CU_ASSERT_EQUAL(storage_apply_entries(s2, sa.e, sa.n, &w), 0);
+  CU_ASSERT_EQUAL(w, 1);
+  CU_ASSERT_EQUAL(storage_apply_entries(s, sb.e, sb.n, &w), 0);
+  CU_ASSERT_EQUAL(storage_apply_entries(s2, sa.e, sa.n, &w), 0);
+  CU_ASSERT_EQUAL(w, 0);   /* idempotent: nothing new */
+  char g1[256], g2[256];
+  uint8_t c1[256], c2[256];
+  size_t n1, n2;
+  vget(s, "r", g1, c1, &n1);
+  vget(s2, "r", g2, c2, &n2);
+  /* s never saw "old" but s2's set (sb) carries it as a legacy sibling */
+  CU_ASSERT_STRING_EQUAL(g1, g2);
+  CU_ASSERT(strstr(g1, "x") && strstr(g1, "y") && strstr(g1, "old"));
+  /* both replicas hold the same bytes */
+  storage_query q = {.pk = B("p"), .limit = 10};
+  storage_entries r1, r2;
+  storage_entries_init(&r1);
+  storage_entries_init(&r2);
+  CU_ASSERT_EQUAL(storage_read_entries(s, &TS, &q, &r1, NULL), 0);
+  CU_ASSERT_EQUAL(storage_read_entries(s2, &TS, &q, &r2, NULL), 0);
+  CU_ASSERT_EQUAL(storage_entries_digest(r1.e, r1.n), storage_entries_digest(r2.e, r2.n));
+  /* entries_merge (the coordinator's) gives the same */
+  storage_entries m;
+  storage_entries_init(&m);
+  CU_ASSERT_EQUAL(storage_entries_merge(sa.e, sa.n, sb.e, sb.n, &m), 0);
+  CU_ASSERT_EQUAL(m.n, 1);
+  CU_ASSERT_EQUAL(storage_apply_entries(s, m.e, m.n, &w), 0);
+  CU_ASSERT_EQUAL(w, 0);
+  /* a versioned cell whose header lies is refused at the door */
+  if (sa.n == 1 && sa.e[0].value.n > 3) {
+    uint8_t bad[512];
+    memcpy(bad, sa.e[0].value.p, sa.e[0].value.n);
+    bad[5] ^= 1;   /* the timestamp */
+    storage_entry be = {sa.e[0].key, CBYTES(bad, sa.e[0].value.n)};
+    CU_ASSERT_EQUAL(storage_apply_entries(s, &be, 1, NULL), CELLAR_EPROTO);
+  }
+  storage_entries_free(&m);
+  storage_entries_free(&r1);
+  storage_entries_free(&r2);
+  storage_entries_free(&sa);
+  storage_entries_free(&sb);
+  storage_close(s2);
+  testutil_rmrf(d2);
+  free(d2);
+  teardown(s);
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"put_get_one", test_put_get_one},
@@ -1924,6 +2151,9 @@ int main(int argc, char **argv) {
     {"scan_range_stream", test_scan_range_stream},
     {"apply_malformed", test_apply_malformed},
     {"apply_spanning_writers", test_apply_spanning_writers},
+    {"versions_event", test_versions_event},
+    {"versions_delete_and_limit", test_versions_delete_and_limit},
+    {"versions_replicate", test_versions_replicate},
     {NULL, NULL}
   };
   return testutil_run("storage", cases, argc, argv);

@@ -784,16 +784,16 @@ static int bin_eq(ProtobufCBinaryData d, const void *p, size_t n) {
 
 static void test_response_rows(void) {
   res_cell c0[2] = {
-    {(const uint8_t *)"a", 1, (const uint8_t *)"1", 1, 1700000000000001, 0},
-    {(const uint8_t *)"b", 1, (const uint8_t *)"", 0, -7, 1800000000},
+    {(const uint8_t *)"a", 1, (const uint8_t *)"1", 1, 1700000000000001, 0, 0, NULL},
+    {(const uint8_t *)"b", 1, (const uint8_t *)"", 0, -7, 1800000000, 0, NULL},
   };
   res_cell c1[1] = {
-    {(const uint8_t *)"c\0d", 3, (const uint8_t *)"\0\1\2", 3, 5, 6},
+    {(const uint8_t *)"c\0d", 3, (const uint8_t *)"\0\1\2", 3, 5, 6, 0, NULL},
   };
   res_row rows[3] = {
-    {(const uint8_t *)"r0", 2, 2, 2, c0},
-    {NULL, 0, 1, 1, c1},
-    {(const uint8_t *)"r2", 2, 0, 0, NULL},
+    {(const uint8_t *)"r0", 2, 2, 2, c0, NULL, 0},
+    {NULL, 0, 1, 1, c1, NULL, 0},
+    {(const uint8_t *)"r2", 2, 0, 0, NULL, NULL, 0},
   };
   result res;
   memset(&res, 0, sizeof(res));
@@ -843,6 +843,85 @@ static void test_response_rows(void) {
   CU_ASSERT_EQUAL(r->n_rows, 0);
   CU_ASSERT_EQUAL(r->cursor.len, 0);
   cellar__wire__response__free_unpacked(r, NULL);
+  free(b);
+}
+
+/* Versions: contexts on writes, siblings and contexts on reads, and the
+** forwarded write envelope. */
+static void test_versions(void) {
+  put_fixture f;
+  put_init(&f);
+  f.m.context = BIN("ctx");
+  f.rows[1].context = BIN("row1");
+  request *r = NULL;
+  CU_ASSERT_EQUAL_FATAL(dec(FRAME_PUT, &f.m, &r), 0);
+  CU_ASSERT(bytes_eq(r->context, "ctx", 3));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(r->row_ctx);
+  CU_ASSERT_EQUAL(r->row_ctx[0].n, 0);
+  CU_ASSERT(bytes_eq(r->row_ctx[1], "row1", 4));
+
+  /* the forward envelope round-trips the request */
+  size_t n = 0;
+  uint8_t *fw = wire_forward_encode(77, "cellar", "127.0.0.1:7401", r, &n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+  uint64_t fid = 0;
+  cbytes cl, from;
+  request *r2 = NULL;
+  char msg[128];
+  CU_ASSERT_EQUAL_FATAL(wire_forward_decode(fw, n, &fid, &cl, &from, &r2, msg, sizeof msg), 0);
+  CU_ASSERT_EQUAL(fid, 77);
+  CU_ASSERT(bytes_eq(cl, "cellar", 6));
+  CU_ASSERT(bytes_eq(from, "127.0.0.1:7401", 14));
+  CU_ASSERT_EQUAL(r2->type, FRAME_PUT);
+  CU_ASSERT_EQUAL(r2->nrows, 2);
+  CU_ASSERT(bytes_eq(r2->row_ctx[1], "row1", 4));
+  CU_ASSERT(bytes_eq(r2->context, "ctx", 3));
+  wire_request_free(r2);
+  /* every truncation is refused, never a crash */
+  for (size_t k = 0; k < 26 && k < n; k++) {
+    r2 = NULL;
+    CU_ASSERT_NOT_EQUAL(wire_forward_decode(fw, k, &fid, &cl, &from, &r2, msg, sizeof msg), 0);
+    CU_ASSERT_PTR_NULL(r2);
+  }
+  fw[1 + 8 + 1 + 6 + 1 + 14] = FRAME_GET;   /* only writes are forwarded */
+  CU_ASSERT_EQUAL(wire_forward_decode(fw, n, &fid, &cl, &from, &r2, msg, sizeof msg),
+                  CELLAR_EBADTYPE);
+  free(fw);
+  wire_request_free(r);
+
+  /* replies carry the response payload */
+  result res;
+  memset(&res, 0, sizeof res);
+  uint8_t *b = wire_encode_response(FRAME_PUT, 1, &res, &n);
+  size_t nr = 0;
+  uint8_t *rep = wire_forward_reply_encode(9, b, n, &nr);
+  cbytes body;
+  CU_ASSERT_EQUAL(wire_forward_reply_decode(rep, nr, &fid, &body), 0);
+  CU_ASSERT_EQUAL(fid, 9);
+  CU_ASSERT_EQUAL(body.n, n - FRAME_HEADER_SIZE);
+  CU_ASSERT_EQUAL(wire_forward_reply_decode(rep, 3, &fid, &body), CELLAR_EPROTO);
+  free(rep);
+  free(b);
+
+  /* a GET with siblings: every version, the row context, and the same
+  ** context in Response.context */
+  res_sib sib[2] = {{(const uint8_t *)"x", 1, 10, 0, 0}, {(const uint8_t *)"", 0, 9, 0, 1}};
+  res_cell c = {(const uint8_t *)"a", 1, (const uint8_t *)"x", 1, 10, 0, 2, sib};
+  res_row row = {(const uint8_t *)"r", 1, 1, 1, &c, (const uint8_t *)"\1cx", 3};
+  res.rows = &row;
+  res.nrows = 1;
+  b = wire_encode_response(FRAME_GET, 5, &res, &n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  Cellar__Wire__Response *resp = unpack_frame(b, n, FRAME_GET, 5);
+  CU_ASSERT_EQUAL_FATAL(resp->n_rows, 1);
+  CU_ASSERT_EQUAL_FATAL(resp->rows[0]->cells[0]->n_siblings, 2);
+  CU_ASSERT(bin_eq(resp->rows[0]->cells[0]->siblings[0]->value, "x", 1));
+  CU_ASSERT_EQUAL(resp->rows[0]->cells[0]->siblings[0]->deleted, 0);
+  CU_ASSERT_EQUAL(resp->rows[0]->cells[0]->siblings[1]->deleted, 1);
+  CU_ASSERT_EQUAL(resp->rows[0]->cells[0]->siblings[1]->timestamp, 9);
+  CU_ASSERT(bin_eq(resp->rows[0]->context, "\1cx", 3));
+  CU_ASSERT(bin_eq(resp->context, "\1cx", 3));
+  cellar__wire__response__free_unpacked(resp, NULL);
   free(b);
 }
 
@@ -979,7 +1058,7 @@ static void test_response_errors(void) {
   memset(&res, 0, sizeof(res));
   res.code = CELLAR_ENOTABLE;
   strcpy(res.message, "unknown table ks.nope");
-  res_row row = {(const uint8_t *)"x", 1, 0, 0, NULL};
+  res_row row = {(const uint8_t *)"x", 1, 0, 0, NULL, NULL, 0};
   res.rows = &row;                         /* an error carries no data */
   res.nrows = 1;
   size_t n = 0;
@@ -1026,9 +1105,9 @@ static void test_response_too_big(void) {
   enum { NCELLS = 17 };
   res_cell cells[NCELLS];
   for (int i = 0; i < NCELLS; i++) {
-    cells[i] = (res_cell){(const uint8_t *)"c", 1, v, CELLAR_MAX_VALUE_BYTES, 1, 0};
+    cells[i] = (res_cell){(const uint8_t *)"c", 1, v, CELLAR_MAX_VALUE_BYTES, 1, 0, 0, NULL};
   }
-  res_row row = {(const uint8_t *)"r", 1, NCELLS, NCELLS, cells};
+  res_row row = {(const uint8_t *)"r", 1, NCELLS, NCELLS, cells, NULL, 0};
   result res;
   memset(&res, 0, sizeof(res));
   res.rows = &row;
@@ -1181,6 +1260,7 @@ int main(int argc, char **argv) {
     {"read_errors", test_read_errors},
     {"delete_errors", test_delete_errors},
     {"response_rows", test_response_rows},
+    {"versions", test_versions},
     {"response_describe_and_info", test_response_describe_and_info},
     {"response_members", test_response_members},
     {"response_errors", test_response_errors},
