@@ -486,6 +486,36 @@ const void *cellar_result_clustering(const cellar_result_t *r, size_t row,
   return bytes_out(&w->clustering, len);
 }
 
+size_t cellar_result_cell_sibling_count(const cellar_result_t *r, size_t row,
+                                        size_t cell) {
+  const Cellar__Wire__Cell *x = cell_at(r, row, cell);
+  return x ? x->n_siblings : 0;
+}
+
+int cellar_result_cell_sibling(const cellar_result_t *r, size_t row,
+                               size_t cell, size_t i, const void **value,
+                               size_t *len, int64_t *timestamp, int *deleted) {
+  const Cellar__Wire__Cell *x = cell_at(r, row, cell);
+  if (x == NULL || i >= x->n_siblings) return CELLAR_EINVAL;
+  const Cellar__Wire__Version *v = x->siblings[i];
+  const void *p = bytes_out(&v->value, len);
+  if (value) *value = v->deleted ? NULL : p;
+  if (len && v->deleted) *len = 0;
+  if (timestamp) *timestamp = v->timestamp;
+  if (deleted) *deleted = v->deleted != 0;
+  return 0;
+}
+
+const void *cellar_result_row_context(const cellar_result_t *r, size_t row,
+                                      size_t *len) {
+  const Cellar__Wire__Row *w = row_at(r, row);
+  if (w == NULL || w->context.len == 0) {
+    if (len) *len = 0;
+    return NULL;
+  }
+  return bytes_out(&w->context, len);
+}
+
 size_t cellar_result_cell_count(const cellar_result_t *r, size_t row) {
   const Cellar__Wire__Row *w = row_at(r, row);
   return w ? w->n_cells : 0;
@@ -2637,6 +2667,12 @@ static creq *build_put(cellar_client_t *c, const cellar_put_t *p, cerr *e) {
     seterr(e, CELLAR_EEMPTY, "put without cells");
     return NULL;
   }
+  if (check_bytes(e, "context", p->context, p->context_len, 256u << 10)) return NULL;
+  if (p->context_len && p->nrows != 1) {
+    seterr(e, CELLAR_EINVAL, "a put context applies to one row, the put has %zu",
+           p->nrows);
+    return NULL;
+  }
   /* One block for every message and pointer array of the request. */
   size_t sz = p->nrows * (sizeof(Cellar__Wire__Row) + sizeof(Cellar__Wire__Row *)) +
               ncells * (sizeof(Cellar__Wire__Cell) + sizeof(Cellar__Wire__Cell *));
@@ -2671,6 +2707,7 @@ static creq *build_put(cellar_client_t *c, const cellar_put_t *p, cerr *e) {
   m.rows = rowp;
   m.ttl = p->ttl;
   m.timestamp = p->timestamp;
+  m.context = bin(p->context, p->context_len);
   creq *r = routable(encode(&m.base, FRAME_PUT, e), RK_WRITE, p->keyspace, p->partition,
                      p->partition_len, m.consistency);
   free(block);
@@ -2748,6 +2785,7 @@ static creq *build_delete(cellar_client_t *c, const cellar_delete_t *d, cerr *e)
   ProtobufCBinaryData *cols = NULL;
   if (check_name(e, "keyspace", d->keyspace) || check_name(e, "table", d->table) ||
       check_bytes(e, "partition key", d->partition, d->partition_len, CELLAR_MAX_KEY_BYTES) ||
+      check_bytes(e, "context", d->context, d->context_len, 256u << 10) ||
       check_cl(c, e, d->consistency, &m.consistency))
     return NULL;
   switch (d->scope) {
@@ -2782,6 +2820,7 @@ static creq *build_delete(cellar_client_t *c, const cellar_delete_t *d, cerr *e)
     m.columns = cols;
   }
   m.timestamp = d->timestamp;
+  m.context = bin(d->context, d->context_len);
   creq *r = routable(encode(&m.base, FRAME_DELETE, e), RK_WRITE, d->keyspace, d->partition,
                      d->partition_len, m.consistency);
   free(cols);

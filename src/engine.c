@@ -68,6 +68,11 @@ int engine_event(engine *e, const table_def *t, const request *req,
   int rc = rc_ && ec ? 0 : CELLAR_ENOMEM;
   size_t nctx = 0;
   uint32_t now = clock_now_s();
+  /* a context's vectors are per column of one row: another row's cells
+  ** have their own dots */
+  if (rc == 0 && req->type == FRAME_PUT && nrows > 1 && req->context.n)
+    rc = result_error(res, CELLAR_EINVAL,
+                      "a put context applies to one row (give rows their own)");
   for (size_t i = 0; rc == 0 && i < nrows; i++) {
     cbytes c = req->row_ctx && req->type == FRAME_PUT && req->row_ctx[i].n
                    ? req->row_ctx[i] : req->context;

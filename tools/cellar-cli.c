@@ -9,6 +9,12 @@
 ** backslash or '=', and as 0x... hex otherwise (or when the text itself
 ** starts with 0x), so any printed key can be typed back.
 **
+** Siblings tables (docs/versions.md): a cell written concurrently prints
+** as `col=[v1 | v2 | <deleted @ts>] (3 siblings)` and its row is followed
+** by `  context: 0x...` (every row with get --context); `put ... --context
+** 0x...` writes with it (replacing exactly those versions), `put ...
+** --resolve` reads the row again and writes with its context.
+**
 ** Exit codes: 0 success, 1 server or client error (`error: CELLAR_X:
 ** message` on stderr), 2 usage error.
 */
@@ -46,10 +52,11 @@ static const char usage_text[] =
     "\n"
     "Commands:\n"
     "  put KS.TABLE PK [CK] col=value ... [--ttl S] [--timestamp US]\n"
-    "  get KS.TABLE PK [CK] [col ...]\n"
+    "                    [--context 0xHEX | --resolve]\n"
+    "  get KS.TABLE PK [CK] [col ...] [--context]\n"
     "  slice KS.TABLE PK [col ...] [--start CK] [--end CK] [--limit N]\n"
     "                    [--cursor HEX] [--all]\n"
-    "  delete KS.TABLE PK [CK [col ...]] [--timestamp US]\n"
+    "  delete KS.TABLE PK [CK [col ...]] [--timestamp US] [--context 0xHEX]\n"
     "  create-keyspace KS [SPEC] [--if-not-exists]\n"
     "        SPEC: SimpleStrategy:RF (default SimpleStrategy:1) or\n"
     "              NetworkTopologyStrategy:DC=RF[,DC=RF...]\n"
@@ -227,9 +234,30 @@ static void print_bytes(FILE *f, const void *vp, size_t n) {
   }
 }
 
-static void print_rows(const cellar_result_t *res) {
+/* A cell written concurrently (siblings tables): every version, the
+** last-write-wins one first as the server sends it. */
+static void print_siblings(const cellar_result_t *res, size_t row, size_t cell,
+                           size_t n) {
+  fputc('[', stdout);
+  for (size_t k = 0; k < n; k++) {
+    const void *v;
+    size_t vl;
+    int64_t ts;
+    int deleted;
+    if (cellar_result_cell_sibling(res, row, cell, k, &v, &vl, &ts, &deleted) != 0) continue;
+    if (k) fputs(" | ", stdout);
+    if (deleted) printf("<deleted @%lld>", (long long)ts);
+    else print_bytes(stdout, v, vl);
+  }
+  printf("] (%zu siblings)", n);
+}
+
+/* Rows; a row with siblings (or every row when show_context) is followed
+** by its context, to give back with put/delete --context. */
+static void print_rows_ctx(const cellar_result_t *res, int show_context) {
   size_t nrows = cellar_result_row_count(res);
   for (size_t i = 0; i < nrows; i++) {
+    int sibs = 0;
     size_t cklen;
     const void *ck = cellar_result_clustering(res, i, &cklen);
     print_bytes(stdout, ck, cklen);
@@ -242,11 +270,23 @@ static void print_rows(const cellar_result_t *res) {
       fputc(' ', stdout);
       print_bytes(stdout, name, nl);
       fputc('=', stdout);
-      print_bytes(stdout, value, vl);
+      size_t ns = cellar_result_cell_sibling_count(res, i, j);
+      if (ns) print_siblings(res, i, j, ns);
+      else print_bytes(stdout, value, vl);
+      sibs += ns > 0;
     }
     fputc('\n', stdout);
+    size_t nctx;
+    const uint8_t *ctx = cellar_result_row_context(res, i, &nctx);
+    if (ctx && (sibs || show_context)) {
+      fputs("  context: 0x", stdout);
+      for (size_t k = 0; k < nctx; k++) printf("%02x", ctx[k]);
+      fputc('\n', stdout);
+    }
   }
 }
+
+static void print_rows(const cellar_result_t *res) { print_rows_ctx(res, 0); }
 
 /* "KS.TABLE" -> two strings in a scratch copy. */
 static int split_table(scratch *s, const char *arg, const char **ks, const char **table) {
@@ -366,9 +406,56 @@ static int parse_target(scratch *s, char **pos, int np, int want_ck, const char 
   return next;
 }
 
+/* --context 0xHEX (as printed by get) into *ctx; 0 or -1 after a usage
+** error. */
+static int context_flag(scratch *s, const flag *f, const char *u, const char *cmd,
+                        const void **ctx, size_t *n) {
+  bytes b = {NULL, 0};
+  if (f->seen && arg_bytes(s, f->value, strlen(f->value), &b) != 0) {
+    usage_error(u, "%s: bad hex in --context", cmd);
+    return -1;
+  }
+  *ctx = b.p;
+  *n = b.n;
+  return 0;
+}
+
+/* --resolve: the context of the row as it is now (a fresh read). */
+static int read_context(cellar_client_t *c, scratch *s, const target *t,
+                        const void **ctx, size_t *n) {
+  cellar_get_t g;
+  memset(&g, 0, sizeof g);
+  g.consistency = g_cl;
+  g.keyspace = t->ks;
+  g.table = t->table;
+  g.partition = t->pk.p;
+  g.partition_len = t->pk.n;
+  g.clustering = t->ck.p;
+  g.clustering_len = t->ck.n;
+  cellar_result_t *res = NULL;
+  int e = cellar_get(c, &g, &res);
+  if (e != 0) return result_error(e, res);
+  size_t len = 0;
+  const void *p = cellar_result_row_context(res, 0, &len);
+  *ctx = NULL;
+  *n = 0;
+  if (p && len) {
+    void *copy = scratch_keep(s, malloc(len));
+    if (copy) {
+      memcpy(copy, p, len);
+      *ctx = copy;
+      *n = len;
+    }
+  }
+  cellar_result_free(res);
+  return 0;
+}
+
 static int cmd_put(int argc, char **argv) {
-  const char *u = "put KS.TABLE PK [CK] col=value ... [--ttl S] [--timestamp US]";
-  flag flags[] = {{"ttl", 1, 0, NULL}, {"timestamp", 1, 0, NULL}, {NULL, 0, 0, NULL}};
+  const char *u = "put KS.TABLE PK [CK] col=value ... [--ttl S] [--timestamp US] "
+                  "[--context 0xHEX | --resolve]";
+  flag flags[] = {{"ttl", 1, 0, NULL}, {"timestamp", 1, 0, NULL}, {"context", 1, 0, NULL},
+                  {"resolve", 0, 0, NULL}, {NULL, 0, 0, NULL}};
   char *pos[MAXPOS];
   int np;
   if (parse_args(argc, argv, flags, u, pos, MAXPOS, &np)) return EXIT_USAGE;
@@ -415,6 +502,11 @@ static int cmd_put(int argc, char **argv) {
     usage_error(u, "put: bad --timestamp '%s'", flags[1].value);
     goto out;
   }
+  if (flags[2].seen && flags[3].seen) {
+    usage_error(u, "put: --context and --resolve exclude each other");
+    goto out;
+  }
+  if (context_flag(&s, &flags[2], u, "put", &p.context, &p.context_len)) goto out;
   cellar_row_t row = {t.ck.p, t.ck.n, cells, (size_t)(np - first_cell)};
   p.partition = t.pk.p;
   p.partition_len = t.pk.n;
@@ -423,6 +515,7 @@ static int cmd_put(int argc, char **argv) {
   rc = EXIT_ERR;
   cellar_client_t *c = client();
   if (c == NULL) goto out;
+  if (flags[3].seen && read_context(c, &s, &t, &p.context, &p.context_len) != 0) goto out;
   cellar_result_t *res = NULL;
   int e = cellar_put(c, &p, &res);
   if (e != 0) {
@@ -458,10 +551,11 @@ static int columns_from(scratch *s, char **pos, int from, int np, cellar_cell_t 
 }
 
 static int cmd_get(int argc, char **argv) {
-  const char *u = "get KS.TABLE PK [CK] [col ...]";
+  const char *u = "get KS.TABLE PK [CK] [col ...] [--context]";
+  flag flags[] = {{"context", 0, 0, NULL}, {NULL, 0, 0, NULL}};
   char *pos[MAXPOS];
   int np;
-  if (parse_args(argc, argv, NULL, u, pos, MAXPOS, &np)) return EXIT_USAGE;
+  if (parse_args(argc, argv, flags, u, pos, MAXPOS, &np)) return EXIT_USAGE;
   if (np < 2) return usage_error(u, "get: needs a table and a partition key");
   scratch s = {0};
   int rc = EXIT_USAGE;
@@ -491,7 +585,7 @@ static int cmd_get(int argc, char **argv) {
     result_error(e, res);
     goto out;
   }
-  print_rows(res);
+  print_rows_ctx(res, flags[0].seen);
   if (g_shell) printf("(%zu row%s)\n", cellar_result_row_count(res),
                       cellar_result_row_count(res) == 1 ? "" : "s");
   cellar_result_free(res);
@@ -611,8 +705,8 @@ out:
 }
 
 static int cmd_delete(int argc, char **argv) {
-  const char *u = "delete KS.TABLE PK [CK [col ...]] [--timestamp US]";
-  flag flags[] = {{"timestamp", 1, 0, NULL}, {NULL, 0, 0, NULL}};
+  const char *u = "delete KS.TABLE PK [CK [col ...]] [--timestamp US] [--context 0xHEX]";
+  flag flags[] = {{"timestamp", 1, 0, NULL}, {"context", 1, 0, NULL}, {NULL, 0, 0, NULL}};
   char *pos[MAXPOS];
   int np;
   if (parse_args(argc, argv, flags, u, pos, MAXPOS, &np)) return EXIT_USAGE;
@@ -634,6 +728,7 @@ static int cmd_delete(int argc, char **argv) {
     usage_error(u, "delete: bad --timestamp '%s'", flags[0].value);
     goto out;
   }
+  if (context_flag(&s, &flags[1], u, "delete", &d.context, &d.context_len)) goto out;
   d.partition = t.pk.p;
   d.partition_len = t.pk.n;
   d.scope = np == 2 ? CELLAR_DELETE_PARTITION : ncols ? CELLAR_DELETE_CELLS : CELLAR_DELETE_ROW;

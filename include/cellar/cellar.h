@@ -267,6 +267,13 @@ typedef struct cellar_put {
   uint32_t ttl;                /* seconds; 0 = the table's default TTL */
   int64_t timestamp;           /* microseconds since epoch; 0 = server clock */
   cellar_consistency_t consistency;
+  /* Siblings tables: the context of a read of the row written
+  ** (cellar_result_row_context), so that the write replaces exactly the
+  ** versions that read returned; NULL = a blind write, kept next to the
+  ** versions it did not see. One row only (CELLAR_EINVAL otherwise).
+  ** Opaque bytes, copied on the call. */
+  const void *context;
+  size_t context_len;
 } cellar_put_t;
 
 /* Get one row (clustering key may be empty), all or some columns. */
@@ -323,6 +330,11 @@ typedef struct cellar_delete {
   size_t ncolumns;
   int64_t timestamp;           /* microseconds; 0 = server clock */
   cellar_consistency_t consistency;
+  /* Siblings tables (as in cellar_put_t): the versions the read returned
+  ** are deleted, a write concurrent with it stays; NULL = delete what the
+  ** coordinating replica holds. Copied on the call. */
+  const void *context;
+  size_t context_len;
 } cellar_delete_t;
 
 /*
@@ -425,6 +437,26 @@ int64_t cellar_result_cell_timestamp(const cellar_result_t *r, size_t row,
 /* seconds since epoch; 0 = never expires */
 uint32_t cellar_result_cell_expires(const cellar_result_t *r, size_t row,
                                     size_t cell);
+/*
+** Siblings tables (docs/versions.md): a cell written concurrently holds
+** several versions. cellar_result_cell_value gives the last-write-wins
+** one among the values; the count is 0 for a cell with one version, else
+** the number of versions, delete markers included. cellar_result_cell_sibling
+** gives version i (value borrowed, valid until cellar_result_free(r); for
+** a delete marker *deleted = 1 and no value); any out pointer may be NULL.
+** Returns 0 or CELLAR_EINVAL (index out of range).
+*/
+size_t cellar_result_cell_sibling_count(const cellar_result_t *r, size_t row,
+                                        size_t cell);
+int cellar_result_cell_sibling(const cellar_result_t *r, size_t row,
+                               size_t cell, size_t i, const void **value,
+                               size_t *len, int64_t *timestamp, int *deleted);
+/* The row's causal context, to give back with a put or delete of that row
+** (cellar_put_t.context). Opaque; borrowed, valid until
+** cellar_result_free(r); NULL (len 0) for lww tables. */
+const void *cellar_result_row_context(const cellar_result_t *r, size_t row,
+                                      size_t *len);
+
 /* SLICE: cursor for the next page, NULL when the slice is complete. */
 const void *cellar_result_cursor(const cellar_result_t *r, size_t *len);
 
