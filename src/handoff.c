@@ -55,7 +55,7 @@ typedef struct wput {
 typedef struct wdel {
   uint64_t id;
   uint8_t *blk;                       /* cbytes[nkeys] then the key bytes */
-  size_t nkeys, replayed, expired;
+  size_t nkeys, replayed, expired, dropped;
 } wdel;
 
 typedef struct taddr {
@@ -201,6 +201,7 @@ static void write_done(uv_work_t *w, int status) {
     if (j->rc == 0) {
       metrics_add(METRIC_HINTS_REPLAYED, j->dels[i].replayed);
       metrics_add(METRIC_HINTS_EXPIRED, j->dels[i].expired);
+      metrics_add(METRIC_HINTS_FAILED, j->dels[i].dropped);
     }
     free(j->dels[i].blk);
   }
@@ -366,7 +367,10 @@ static void act(handoff *h, const hints_action *a) {
       keys[i] = CBYTES(p, a->keys[i].n);
       p += a->keys[i].n;
     }
-    h->dels[h->ndels++] = (wdel){a->id, blk, a->nkeys, a->replayed, a->expired};
+    h->dels[h->ndels++] = (wdel){a->id, blk, a->nkeys, a->replayed, a->expired, a->dropped};
+    if (a->dropped)
+      log_warn("handoff: %s refused a hint each time it came alone: dropped (hints.failed)",
+               a->target);
     break;
   }
   case HINTS_DROP:

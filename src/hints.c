@@ -26,11 +26,18 @@
 **     is paid before the next send, keeping the average at the rate.
 **  6. Targets take turns (round robin, one batch each per turn) so one
 **     target with a long backlog does not starve the others.
+**  7. A hint the target cannot apply (it answers an error, not a timeout)
+**     would block every hint after it. A batch of several hints answered
+**     with an error makes the target's sends one hint each until a pass
+**     ends; a hint answered with an error HINT_POISON_TRIES times in a row
+**     when sent alone is dropped (counted in the DELETE as dropped).
 */
 #include <stdlib.h>
 #include <string.h>
 #include "cellar/cellar.h"
 #include "hints.h"
+
+#define HINT_POISON_TRIES 3
 
 /* ------------------------------------------------------------ formats */
 
@@ -175,7 +182,11 @@ typedef struct target {
   size_t deleting;
   uint64_t backoff_until, backoff_ms;
   uint64_t next_pass_at;
-  uint64_t replayed, expired, failures;
+  uint64_t replayed, expired, failures, dropped;
+  int isolate;                 /* note 7: batches of one hint */
+  uint8_t poison[HINT_KEY_MAX];   /* note 7: the last hint refused alone */
+  size_t npoison;
+  int poison_errors;
 } target;
 
 typedef struct hdelete {
@@ -419,7 +430,7 @@ static int send_batch(hints *h, target *t, uint64_t now) {
   while (t->winpos + n < t->nwin) {
     hrec *r = &t->win[t->winpos + n];
     uint64_t b = r->nkey + r->nval;
-    if (n > 0 && bytes + b > h->cfg.batch_bytes) break;
+    if (n > 0 && (t->isolate || bytes + b > h->cfg.batch_bytes)) break;
     bytes += b;
     ne += r->ne;
     n++;
@@ -471,6 +482,7 @@ static int step(hints *h, target *t, uint64_t now) {
     /* the pass is over once nothing of it is in flight (note 2) */
     if (t->nsends || t->deleting) return 0;
     t->pass_end = 0;
+    t->isolate = 0;
     t->ncursor = 0;
     t->next_pass_at = now + h->cfg.pass_pause_ms;
     return 0;
@@ -551,7 +563,8 @@ static target *by_load(hints *h, uint64_t id) {
   return NULL;
 }
 
-static void emit_delete(hints *h, target *t, hrec *r, size_t n, size_t replayed) {
+static void emit_delete(hints *h, target *t, hrec *r, size_t n, size_t replayed,
+                        size_t dropped) {
   size_t total = n * sizeof(cbytes);
   for (size_t i = 0; i < n; i++) total += r[i].nkey;
   uint8_t *blk = malloc(total ? total : 1);
@@ -590,9 +603,11 @@ static void emit_delete(hints *h, target *t, hrec *r, size_t n, size_t replayed)
   a->nhints = n;
   a->bytes = bytes;
   a->replayed = replayed;
-  a->expired = n - replayed;
+  a->dropped = dropped;
+  a->expired = n - replayed - dropped;
   t->replayed += replayed;
-  t->expired += n - replayed;
+  t->dropped += dropped;
+  t->expired += n - replayed - dropped;
 }
 
 void hints_on_loaded(hints *h, uint64_t id, const hint_record *r, size_t n, int end,
@@ -642,7 +657,7 @@ void hints_on_loaded(hints *h, uint64_t id, const hint_record *r, size_t n, int 
     else win[nwin++] = rec;
   }
   if (end) t->pass_end = 1;
-  if (ndead) emit_delete(h, t, dead, ndead, 0);
+  if (ndead) emit_delete(h, t, dead, ndead, 0, 0);
   for (size_t i = 0; i < ndead; i++) rec_free(&dead[i]);
   free(dead);
   if (nwin) {
@@ -670,13 +685,29 @@ int hints_on_ack(hints *h, uint64_t id, int code, uint64_t now_ms) {
       if (t->sends[k].id != id) continue;
       hsend s = t->sends[k];
       t->sends[k] = t->sends[--t->nsends];
-      if (code != 0) {
+      int drop = 0;
+      if (code != 0 && s.n > 1) {
+        t->isolate = 1;                     /* note 7 */
+      } else if (code != 0) {
+        hrec *r = &s.recs[0];
+        if (t->npoison == r->nkey && !memcmp(t->poison, r->key, r->nkey)) {
+          t->poison_errors++;
+        } else if (r->nkey <= sizeof t->poison) {
+          memcpy(t->poison, r->key, r->nkey);
+          t->npoison = r->nkey;
+          t->poison_errors = 1;
+        }
+        drop = t->poison_errors >= HINT_POISON_TRIES;
+      }
+      if (code != 0 && !drop) {
         /* put it back so that forget() frees it with the others */
         t->sends[t->nsends++] = s;
         fail(h, t, now_ms);
       } else {
-        t->backoff_ms = 0;
-        emit_delete(h, t, s.recs, s.n, s.n);
+        if (code == 0) t->backoff_ms = 0;
+        t->npoison = 0;
+        t->poison_errors = 0;
+        emit_delete(h, t, s.recs, s.n, drop ? 0 : s.n, drop ? s.n : 0);
         for (size_t j = 0; j < s.n; j++) {
           trash(h, s.recs[j].key);
           trash(h, s.recs[j].e);
@@ -760,6 +791,7 @@ static void fill(const target *t, uint64_t now_ms, hints_target_stats *o) {
   o->replayed = t->replayed;
   o->expired = t->expired;
   o->failures = t->failures;
+  o->dropped = t->dropped;
   if (t->count == 0 && t->nsends == 0) o->state = HINTS_IDLE;
   else if (!t->alive) o->state = HINTS_WAITING;
   else if (t->backoff_until) o->state = HINTS_BACKOFF;

@@ -31,6 +31,8 @@
 **       window --tokens > 0--> SEND (a batch, id) --hints_on_ack(0)-->
 **         DELETE its keys --hints_on_deleted--> counts go down
 **       expired hint in a loaded batch --> DELETE (counted expired)
+**       a batch refused (error answer) --> batches of one hint; one hint
+**         refused 3 times in a row --> DELETE (counted dropped)
 **       end of the range, nothing in flight --> a new pass from the start
 **         after a pause (hints stored meanwhile, or none left: IDLE)
 **     REPLAYING --ack error, send failure, send timeout,
@@ -133,7 +135,9 @@ typedef struct hints_action {
   uint64_t bytes;               /* SEND, DELETE: their bytes (key+value) */
   const cbytes *keys;           /* DELETE */
   size_t nkeys;
-  size_t replayed, expired;     /* DELETE: why (sums to nkeys) */
+  size_t replayed, expired;     /* DELETE: why (with dropped, sums to */
+  size_t dropped;               /* nkeys); dropped: refused by the target
+                                   every time it was sent alone */
 } hints_action;
 
 const char *hints_action_name(hints_action_kind k);
@@ -223,6 +227,7 @@ typedef struct hints_target_stats {
   uint64_t reserved;            /* admitted, not yet written */
   uint64_t inflight;            /* hints in sends awaiting an ack */
   uint64_t replayed, expired, failures;   /* since start */
+  uint64_t dropped;             /* refused by the target (hints.c note 7) */
 } hints_target_stats;
 
 size_t hints_target_count(const hints *h);

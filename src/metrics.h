@@ -19,7 +19,8 @@
   X(HINTS_REPLAYED, "hints.replayed")   /* acknowledged by their target */ \
   X(HINTS_EXPIRED, "hints.expired")     /* older than the hint window */ \
   X(HINTS_REFUSED, "hints.refused")     /* over the per-target disk cap */ \
-  X(HINTS_FAILED, "hints.failed")       /* could not be written */        \
+  X(HINTS_FAILED, "hints.failed")       /* not written, or refused by  */ \
+                                        /* the target (dropped)        */ \
   X(REPAIR_RANGES, "repair.ranges_compared")                              \
   X(REPAIR_MISMATCHES, "repair.mismatches")                               \
   X(REPAIR_ROWS, "repair.rows_streamed")                                  \

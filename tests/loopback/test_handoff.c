@@ -172,7 +172,28 @@ static void test_cluster(void) {
   CU_ASSERT_EQUAL_FATAL(harness_wait_all_up(nodes, N, 60), 0);
   const char *tables[] = {"t", NULL};
   CU_ASSERT_EQUAL_FATAL(harness_create_keyspace(nodes, N, "ks", "SimpleStrategy:3", tables, 30), 0);
-  CU_ASSERT_EQUAL_FATAL(harness_create_keyspace(nodes, N, "ks1", "SimpleStrategy:1", tables, 30), 0);
+  /* ks1.t: RF 1, last-write-wins (a siblings write needs a live replica
+  ** to coordinate it: ANY with every replica down is for lww tables) */
+  const char *none[] = {NULL};
+  CU_ASSERT_EQUAL_FATAL(harness_create_keyspace(nodes, N, "ks1", "SimpleStrategy:1", none, 30), 0);
+  cellar_client_t *c0 = alone(0);
+  cellar_table_options_t lww;
+  cellar_table_options_init(&lww);
+  lww.conflict_policy = "lww";
+  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c0, "ks1", "t", &lww, 0, NULL), 0);
+  cellar_close(c0);
+  for (int i = 0; i < N; i++) {
+    int ok = 0;
+    for (int t = 0; t < 100 && !ok; t++) {
+      cellar_client_t *ci = alone(i);
+      cellar_result_t *d = NULL;
+      ok = cellar_describe(ci, "ks1", &d) == 0 && cellar_result_table_count(d) == 1;
+      cellar_result_free(d);
+      cellar_close(ci);
+      if (!ok) usleep(100000);
+    }
+    CU_ASSERT_FATAL(ok);
+  }
   for (int i = 0; i < N; i++) {
     cellar_client_t *c = alone(i);
     cellar_result_t *r = NULL;

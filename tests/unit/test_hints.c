@@ -33,10 +33,12 @@ typedef struct world {
     uint64_t bytes;
     size_t nentries;
     char first[32];
+    int poison;                /* carries row world.poison_row */
   } sent[256];
+  int poison_row;              /* the target refuses this row (-1: none) */
   size_t nsent;
   uint64_t bytes_sent;
-  size_t loads, deletes, drops, replayed, expired;
+  size_t loads, deletes, drops, replayed, expired, dropped;
   int applied[MAXH];           /* by row number carried in the entry */
 } world;
 
@@ -122,7 +124,12 @@ static size_t run(world *w, hints *h, uint64_t now, uint64_t wall) {
       snprintf(w->sent[w->nsent].first, 32, "%.*s", (int)a.entries[0].key.n,
                (const char *)a.entries[0].key.p);
       w->bytes_sent += a.bytes;
+      w->sent[w->nsent].poison = 0;
       for (size_t i = 0; i < a.nentries; i++) {
+        int row = atoi((const char *)a.entries[i].key.p + 1);
+        if (row == w->poison_row) w->sent[w->nsent].poison = 1;
+      }
+      for (size_t i = 0; i < a.nentries && !w->sent[w->nsent].poison; i++) {
         int row = atoi((const char *)a.entries[i].key.p + 1);
         if (row >= 0 && row < MAXH) w->applied[row]++;
       }
@@ -131,6 +138,7 @@ static size_t run(world *w, hints *h, uint64_t now, uint64_t wall) {
       w->deletes++;
       w->replayed += a.replayed;
       w->expired += a.expired;
+      w->dropped += a.dropped;
       for (size_t i = 0; i < a.nkeys; i++) kv_delete(w, a.keys[i]);
       hints_on_deleted(h, a.id, 0, now);
     } else if (a.kind == HINTS_DROP) {
@@ -146,14 +154,16 @@ static size_t run(world *w, hints *h, uint64_t now, uint64_t wall) {
   return total;
 }
 
-/* Acks (code) every recorded send, oldest first; returns how many. */
+/* Acks (code) every recorded send, oldest first; returns how many. A send
+** carrying the poison row is answered CELLAR_EPROTO. */
 static size_t ack_all(world *w, hints *h, int code, uint64_t now, uint64_t wall) {
   size_t n = 0;
   while (w->nsent) {
     uint64_t id = w->sent[0].id;
+    int poison = w->sent[0].poison;
     memmove(&w->sent[0], &w->sent[1], (w->nsent - 1) * sizeof w->sent[0]);
     w->nsent--;
-    hints_on_ack(h, id, code, now);
+    hints_on_ack(h, id, poison ? CELLAR_EPROTO : code, now);
     n++;
     run(w, h, now, wall);
   }
@@ -176,6 +186,12 @@ static uint64_t settle(world *w, hints *h, const char *target, uint64_t now, uin
 static void world_free(world *w) {
   for (size_t i = 0; i < w->n; i++) free(w->kv[i].v);
   w->n = 0;
+}
+
+static world *world_new(void) {
+  world *w = calloc(1, sizeof *w);
+  w->poison_row = -1;
+  return w;
 }
 
 static hints *machine(uint64_t throttle) {
@@ -305,7 +321,7 @@ static void test_admit_window_and_cap(void) {
 /* Hints wait while the target is down; once up they are sent in key order,
 ** deleted after the acks, and the backlog reaches 0. */
 static void test_replay_in_order_after_up(void) {
-  world *w = calloc(1, sizeof *w);
+  world *w = world_new();
   hints *h = machine(0);
   uint64_t now = 1000;
   for (int i = 0; i < 100; i++) store(w, h, T1, WALL + (uint64_t)i, i, 0, now);
@@ -353,7 +369,7 @@ static void test_replay_in_order_after_up(void) {
 /* An error answer, a timeout and a connection failure each back off,
 ** keep every hint, and replay resumes from the first one not deleted. */
 static void test_failures_back_off(void) {
-  world *w = calloc(1, sizeof *w);
+  world *w = world_new();
   hints *h = machine(0);
   uint64_t now = 1000;
   for (int i = 0; i < 40; i++) store(w, h, T1, WALL + (uint64_t)i, i, 0, now);
@@ -426,7 +442,7 @@ static void test_failures_back_off(void) {
 ** (hints_on_stored per hint found) replays what was not deleted; hints
 ** acked but not deleted come again (duplicates), none is lost. */
 static void test_crash_resume(void) {
-  world *w = calloc(1, sizeof *w);
+  world *w = world_new();
   hints *h = machine(0);
   uint64_t now = 1000;
   for (int i = 0; i < 60; i++) store(w, h, T1, WALL + (uint64_t)i, i, 0, now);
@@ -466,7 +482,7 @@ static void test_crash_resume(void) {
 
 /* Hints past their expiry are deleted unsent and counted expired. */
 static void test_expiry(void) {
-  world *w = calloc(1, sizeof *w);
+  world *w = world_new();
   hints *h = machine(0);
   uint64_t now = 1000;
   for (int i = 0; i < 30; i++)
@@ -490,7 +506,7 @@ static void test_expiry(void) {
 ** + burst + a batch, whatever the number of targets, and both targets get
 ** their turn. */
 static void test_throttle_shared(void) {
-  world *w = calloc(1, sizeof *w);
+  world *w = world_new();
   uint64_t rate = 2000;          /* bytes/s */
   hints *h = machine(rate);
   uint64_t now = 1000;
@@ -539,7 +555,7 @@ static void test_throttle_shared(void) {
 /* A target removed from the cluster: DROP, its hints forgotten. Hints
 ** stored while a pass runs are found by that pass. */
 static void test_drop_and_store_during_replay(void) {
-  world *w = calloc(1, sizeof *w);
+  world *w = world_new();
   hints *h = machine(0);
   uint64_t now = 1000;
   for (int i = 0; i < 20; i++) store(w, h, T1, WALL + (uint64_t)i, i, 0, now);
@@ -559,6 +575,36 @@ static void test_drop_and_store_during_replay(void) {
   CU_ASSERT_EQUAL(count_for(w, T2), 0);
   CU_ASSERT_EQUAL(hints_target_find(h, T2, NULL), CELLAR_ENOTFOUND);
   CU_ASSERT_EQUAL(hints_total(h), 0);
+  hints_free(h);
+  world_free(w);
+  free(w);
+}
+
+/* A hint the target refuses (an error answer, every time) does not block
+** the others: batches shrink to one hint, and the refused one is dropped
+** after 3 refusals alone (counted dropped); every other hint replays. */
+static void test_poison_hint_dropped(void) {
+  world *w = world_new();
+  w->poison_row = 7;
+  hints *h = machine(0);
+  uint64_t now = 1000;
+  for (int i = 0; i < 30; i++) store(w, h, T1, WALL + (uint64_t)i, i, 0, now);
+  hints_set_alive(h, T1, 1, now);
+  run(w, h, now, WALL);
+  for (int i = 0; i < 100 && count_for(w, T1); i++) {
+    ack_all(w, h, 0, now, WALL);
+    now += 31000;                      /* past any backoff */
+    hints_tick(h, now);
+    run(w, h, now, WALL);
+  }
+  CU_ASSERT_EQUAL(count_for(w, T1), 0);
+  CU_ASSERT_EQUAL(w->dropped, 1);
+  CU_ASSERT_EQUAL(w->replayed, 29);
+  for (int i = 0; i < 30; i++) CU_ASSERT(i == 7 ? w->applied[i] == 0 : w->applied[i] >= 1);
+  hints_target_stats s;
+  hints_target_find(h, T1, &s);
+  CU_ASSERT_EQUAL(s.dropped, 1);
+  CU_ASSERT(s.failures >= 3);
   hints_free(h);
   world_free(w);
   free(w);
@@ -663,6 +709,7 @@ int main(int argc, char **argv) {
     {"expiry", test_expiry},
     {"throttle_shared", test_throttle_shared},
     {"drop_and_store_during_replay", test_drop_and_store_during_replay},
+    {"poison_hint_dropped", test_poison_hint_dropped},
     {"storage_hints_cf", test_storage_hints_cf},
     {"settings", test_settings},
     {NULL, NULL}};
