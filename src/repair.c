@@ -38,6 +38,10 @@
 #include "wire_peer.h"
 
 #define REPAIR_ID_BIT (1ULL << 63)
+/* Throttled work due within a tick runs at once: waiting for the tick would
+** cost up to a tick per range, and the debt stays in the bucket, so the
+** average rate holds. */
+#define TICK_NS ((uint64_t)REPAIR_TICK_MS * 1000000)
 
 typedef enum tstate { T_TREES, T_ROWS, T_STREAM, T_DONE } tstate;
 
@@ -68,8 +72,11 @@ typedef struct task {
   uint64_t deadline_ns;
   size_t nreps;
   rep reps[REPAIR_MAX_REPLICAS];
-  order *orders;
+  order *orders;                /* the STREAM_ORDERs of the current wave */
   size_t norders;
+  repair_pull *pulls;          /* the plan's pulls, sent in waves */
+  size_t npulls, next_pull;
+  int waiting;                 /* between two waves, for the throttle */
 } task;
 
 /* A frame to send once r->mu is released (invariant 5). */
@@ -164,6 +171,9 @@ static void task_clear(task *t) {
   free(t->orders);
   t->orders = NULL;
   t->norders = 0;
+  free(t->pulls);
+  t->pulls = NULL;
+  t->npulls = t->next_pull = 0;
 }
 
 static void tasks_free(task *t, size_t n) {
@@ -371,7 +381,7 @@ static void build_next(build_job *j) {
     build_free(j);
     return;
   }
-  if (now < j->ready_ns) {
+  if (j->ready_ns > now + TICK_NS) {   /* within a tick: now, the debt stays */
     j->next = r->waiting;
     r->waiting = j;
     return;
@@ -409,7 +419,7 @@ static void run_waiting(repair *r) {
   build_job **pp = &r->waiting, *ready = NULL;
   while (*pp) {
     build_job *j = *pp;
-    if (r->stopping || now >= j->ready_ns) {
+    if (r->stopping || j->ready_ns <= now + TICK_NS) {
       *pp = j->next;
       j->next = ready;
       ready = j;
@@ -437,6 +447,7 @@ static void on_request(repair *r, int is_tree, const uint8_t *payload, size_t le
     free(j);
     return;
   }
+  j->ready_ns = r->scan_next_ns;   /* the node's scan throttle, new builds too */
   build_next(j);
 }
 
@@ -554,20 +565,31 @@ static int order_add(task *t, size_t target, size_t source, int64_t lo, int64_t 
   return 0;
 }
 
-/* Caller holds r->mu. Sends the orders (or finishes when there are none),
-** and charges the throttle with what they will stream. */
-static void do_send_orders(repair *r, task *t, uint64_t bytes, uint64_t rows) {
-  r->bytes += bytes;
-  r->rows += rows;
-  metrics_add(METRIC_REPAIR_BYTES, bytes);
-  metrics_add(METRIC_REPAIR_ROWS, rows);
-  uint64_t now = now_ns();
-  if (r->throttle_until_ns < now) r->throttle_until_ns = now;
-  r->throttle_until_ns += (uint64_t)((double)bytes * 1e9 / (double)r->cfg->repair_bytes_per_s);
-  if (t->norders == 0) {
+/* Caller holds r->mu. Sends the next wave of t's pulls: as many as
+** stream about one second's worth at repair_stream_throughput (one at
+** least), charged to the throttle; the next wave waits for this one to be
+** applied and for the throttle. No pull left: the range is done. */
+static void do_send_wave(repair *r, task *t) {
+  for (size_t i = 0; i < t->norders; i++) free(t->orders[i].r);
+  free(t->orders);
+  t->orders = NULL;
+  t->norders = 0;
+  t->waiting = 0;
+  if (t->next_pull == t->npulls) {
     do_task_done(r, t);
     return;
   }
+  uint64_t wave = 0, now = now_ns();
+  while (t->next_pull < t->npulls && (wave == 0 || wave < r->cfg->repair_bytes_per_s)) {
+    const repair_pull *u = &t->pulls[t->next_pull++];
+    if (order_add(t, u->target, u->source, u->lo, u->hi) != 0) {
+      do_task_fail(r, t, "%s", "out of memory");
+      return;
+    }
+    wave += u->bytes ? u->bytes : 1;
+  }
+  if (r->throttle_until_ns < now) r->throttle_until_ns = now;
+  r->throttle_until_ns += (uint64_t)((double)wave * 1e9 / (double)r->cfg->repair_bytes_per_s);
   t->st = T_STREAM;
   t->deadline_ns = now + (uint64_t)REPAIR_STREAM_TIMEOUT_MS * 1000000;
   for (size_t i = 0; i < t->norders; i++) {
@@ -597,11 +619,13 @@ void repair_plan_free(repair_plan *p) {
 /* Appends the pull of lo..hi by target from source, extending target's
 ** last pull when it is contiguous and from the same source. */
 static int plan_add(repair_plan *p, size_t *last, size_t target, size_t source, int64_t lo,
-                    int64_t hi) {
+                    int64_t hi, uint64_t bytes) {
+  p->bytes += bytes;
   if (last[target] != SIZE_MAX) {
     repair_pull *l = &p->pulls[last[target]];
     if (l->source == source && l->hi >= lo - 1 && l->lo <= lo) {
       if (hi > l->hi) l->hi = hi;
+      l->bytes += bytes;
       return 0;
     }
   }
@@ -613,7 +637,7 @@ static int plan_add(repair_plan *p, size_t *last, size_t target, size_t source, 
     p->cap = nc;
   }
   last[target] = p->npulls;
-  p->pulls[p->npulls++] = (repair_pull){target, source, lo, hi};
+  p->pulls[p->npulls++] = (repair_pull){target, source, lo, hi, bytes};
   return 0;
 }
 
@@ -680,8 +704,7 @@ int repair_plan_trees(merkle_tree *const *trees, size_t n, uint64_t narrow_max,
           for (size_t c = 0; c < b && !dup; c++)
             dup = c != a && trees[c]->leaves[l].hash == lb->hash;
           if (dup) continue;
-          rc = plan_add(out, last, a, b, lo, hi);
-          out->bytes += lb->bytes;
+          rc = plan_add(out, last, a, b, lo, hi, lb->bytes);
           out->rows += lb->partitions;   /* leaves count partitions, not rows */
           out->partitions += lb->partitions;
         }
@@ -747,8 +770,7 @@ int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts
           for (size_t c = 0; c < b && !dup; c++)
             dup = c != a && have[c] && have[c]->digest == have[b]->digest;
           if (dup) continue;
-          rc = plan_add(out, last, a, b, tok, tok);
-          out->bytes += have[b]->bytes;
+          rc = plan_add(out, last, a, b, tok, tok, have[b]->bytes);
           out->rows += have[b]->rows;
         }
     }
@@ -762,16 +784,18 @@ int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts
 /* ======================================== the coordinator's range tasks */
 
 /* Caller holds r->mu. Turns a plan's pulls into STREAM_ORDERs. */
-static void do_stream_plan(repair *r, task *t, const repair_plan *p) {
+static void do_stream_plan(repair *r, task *t, repair_plan *p) {
   r->parts_differing += p->partitions;
-  for (size_t i = 0; i < p->npulls; i++) {
-    const repair_pull *u = &p->pulls[i];
-    if (order_add(t, u->target, u->source, u->lo, u->hi) != 0) {
-      do_task_fail(r, t, "%s", "out of memory");
-      return;
-    }
-  }
-  do_send_orders(r, t, p->bytes, p->rows);
+  r->bytes += p->bytes;
+  r->rows += p->rows;
+  metrics_add(METRIC_REPAIR_BYTES, p->bytes);
+  metrics_add(METRIC_REPAIR_ROWS, p->rows);
+  t->pulls = p->pulls;   /* taken over */
+  t->npulls = p->npulls;
+  t->next_pull = 0;
+  p->pulls = NULL;
+  p->npulls = 0;
+  do_send_wave(r, t);
 }
 
 /* Caller holds r->mu. Every tree is in: compare them. */
@@ -921,7 +945,11 @@ static void on_order_done(repair *r, const uint8_t *payload, size_t len) {
       }
       left += !o->done;
     }
-    if (t->st == T_STREAM && left == 0) do_task_done(r, t);
+    if (t->st == T_STREAM && left == 0 && !t->waiting) {
+      /* the wave is in: the next one, now or once the throttle allows */
+      if (r->throttle_until_ns <= now_ns() + TICK_NS) do_send_wave(r, t);
+      else t->waiting = 1;
+    }
     do_schedule(r);
   }
   pthread_mutex_unlock(&r->mu);
@@ -958,7 +986,7 @@ static void do_schedule(repair *r) {
   if (!r->running) return;
   uint64_t now = now_ns();
   while (!r->stopping && r->next < r->ntasks && r->active < (size_t)r->cfg->repair_parallel &&
-         now >= r->throttle_until_ns)
+         r->throttle_until_ns <= now + TICK_NS)
     do_task_start(r, &r->tasks[r->next++]);
   if (r->ndone == r->ntasks) do_finish(r);
 }
@@ -986,6 +1014,8 @@ static void on_tick(uv_timer_t *h) {
         do_task_fail(r, t, "%s", t->st == T_STREAM ? "streaming timed out"
                                                    : "a replica did not answer in time");
       if (check && t->started && t->st != T_DONE) do_check_alive(r, t);
+      if (t->st == T_STREAM && t->waiting && r->throttle_until_ns <= now + TICK_NS)
+        do_send_wave(r, t);
     }
     do_schedule(r);
   }

@@ -21,15 +21,18 @@
 **     |     (stream.h; merges are idempotent, so two replicas that both
 **     |     hold something the other lacks each pull from the other)
 **     |<-- STREAM_ORDER_DONE from every ordered replica
+**     |     more pulls: the next wave (throttle below) --> STREAM
 **     v
 **   DONE (or FAILED: a replica down at the start or marked down by the
 **         failure detector meanwhile, no answer within REPAIR_TIMEOUT_MS
 **         (the scans are throttled: large ranges take long), an error
 **         answered; the repair goes on with the next range)
 **
-** Throttle: a range's streaming counts against repair_stream_throughput
-** (bytes per second): the next range does not start before the bytes
-** streamed so far would have taken at that rate.
+** Throttle: streaming goes in waves of about one second's worth at
+** repair_stream_throughput (bytes per second): a range's pulls are ordered
+** wave by wave, the next wave (or the next range) waiting for the previous
+** one to be applied and for the bytes streamed so far to have taken their
+** time at that rate.
 **
 ** Every replica answers MERKLE_REQUEST and REPAIR_ROWS from a storage scan
 ** on worker threads (never on the loop), REPAIR_SCAN_CHUNK bytes per job so
@@ -73,6 +76,7 @@ typedef struct repair repair;
 typedef struct repair_pull {
   size_t target, source;
   int64_t lo, hi;
+  uint64_t bytes;              /* what it moves (the source's size) */
 } repair_pull;
 
 typedef struct repair_plan {

@@ -58,6 +58,9 @@ static void test_parts_missing_and_stale(void) {
   CU_ASSERT(has_pull(&p, 1, 2, 20, 20) || has_pull(&p, 1, 2, 20, 30));
   /* bytes: 10 -> 100; 20 -> 100 + 70 + 70; 30 -> each of 3 pulls 2 others */
   CU_ASSERT_EQUAL(p.bytes, 100 + 240 + 6 * 100);
+  uint64_t sum = 0;   /* every pull knows what it moves */
+  for (size_t i = 0; i < p.npulls; i++) sum += p.pulls[i].bytes;
+  CU_ASSERT_EQUAL(sum, p.bytes);
   CU_ASSERT_EQUAL(p.rows, 1 + 3 + 6);
   /* nobody pulls token 40 */
   for (size_t i = 0; i < p.npulls; i++) CU_ASSERT(p.pulls[i].hi < 40);
