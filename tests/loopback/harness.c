@@ -489,16 +489,22 @@ static int has_tables(const node_proc *n, const char *ks, const char *const *tab
 
 int harness_create_keyspace(const node_proc *nodes, int count, const char *ks,
                             const char *replication, const char *const *tables, int seconds) {
+  return harness_create_keyspace_with(nodes, count, ks, replication, tables, NULL, seconds);
+}
+
+int harness_create_keyspace_with(const node_proc *nodes, int count, const char *ks,
+                                 const char *replication, const char *const *tables,
+                                 const cellar_table_options_t *t, int seconds) {
   cellar_client_t *c = harness_connect(&nodes[0], CELLAR_ROUTE_NONE, 10000);
   if (c == NULL) return CELLAR_ECONNECT;
   cellar_result_t *r = NULL;
   int rc = cellar_create_keyspace(c, ks, replication, 0, &r);
   if (rc) fprintf(stderr, "harness: create keyspace %s: %s\n", ks, cellar_result_message(r));
   cellar_result_free(r);
-  for (int t = 0; rc == 0 && tables && tables[t]; t++) {
+  for (int i = 0; rc == 0 && tables && tables[i]; i++) {
     r = NULL;
-    rc = cellar_create_table(c, ks, tables[t], NULL, 0, &r);
-    if (rc) fprintf(stderr, "harness: create table %s.%s: %s\n", ks, tables[t],
+    rc = cellar_create_table(c, ks, tables[i], t, 0, &r);
+    if (rc) fprintf(stderr, "harness: create table %s.%s: %s\n", ks, tables[i],
                     cellar_result_message(r));
     cellar_result_free(r);
   }

@@ -105,6 +105,12 @@ int harness_create_keyspace(const node_proc *nodes, int count, const char *ks,
                             const char *replication, const char *const *tables,
                             int seconds);
 
+/* The same with table options t (NULL: the defaults) for every table,
+** e.g. conflict_policy "lww" for a test that wants one value per cell. */
+int harness_create_keyspace_with(const node_proc *nodes, int count, const char *ks,
+                                 const char *replication, const char *const *tables,
+                                 const cellar_table_options_t *t, int seconds);
+
 /* 1 when node n is among the replicas of key in ks.table as c's node
 ** tells (admin getendpoints), else 0. */
 int harness_replica_of(cellar_client_t *c, const char *ks, const char *table, const char *key,
