@@ -43,13 +43,12 @@ WORKLOAD_SECONDS=${WORKLOAD_SECONDS:-15}
 DIFF=$((ROWS * DIFF_PERMILLE / 1000))
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cellar-repair-bench.XXXXXX")
-KEEP_RESULTS=${RESULTS_DIR:+1}
 RESULTS_DIR=${RESULTS_DIR:-$WORK/results}
 mkdir -p "$RESULTS_DIR"
 finish() {
   bench_cleanup
-  rm -rf "$WORK/node1" "$WORK/node2" "$WORK/node3"
-  [ -n "$KEEP_RESULTS" ] || rm -rf "$WORK"
+  # a RESULTS_DIR given is outside $WORK and stays
+  rm -rf "$WORK"
 }
 trap finish EXIT
 
