@@ -543,7 +543,17 @@ int proxy_needed(proxy *p, const request *req) {
                               reps, CL_MAX_REPLICAS, write ? &np : NULL);
   /* no ring yet (alone, or still joining): serve from local storage */
   if (n == 0) return 0;
-  return !(n == 1 && reps[0].is_self && req->consistency != CELLAR_CL_TWO &&
+  /* the only replica is this node: a single-node keyspace. Not when the
+  ** keyspace wants more replicas: a node that restarted knows only itself
+  ** until gossip brings the others, and answering a QUORUM write alone
+  ** then (for a key it may not even own) loses it (test_history found
+  ** this); the coordinator answers UNAVAILABLE instead */
+  uint32_t rf = ks.rf;
+  if (ks.strategy == REPL_NETWORK_TOPOLOGY) {
+    rf = 0;
+    for (size_t i = 0; i < ks.ndcs; i++) rf += ks.dcs[i].rf;
+  }
+  return !(n == 1 && reps[0].is_self && rf <= 1 && req->consistency != CELLAR_CL_TWO &&
            req->consistency != CELLAR_CL_THREE);
 }
 
