@@ -528,6 +528,9 @@ typedef struct slot {
   cellar_consistency_t rcl, wcl;   /* levels of this operation */
   uint64_t index;              /* key index */
   char *key;                   /* key_size bytes */
+  uint8_t *ctx;                /* rmw: the read's row context (siblings
+                                  tables), given to its write; malloc'd */
+  size_t nctx;
 } slot;
 
 /* Counters and histograms of one stretch of the run (all of it, or the
@@ -742,7 +745,12 @@ static void slot_send(slot *s, int req) {
       .partition = s->key, .partition_len = st->key_size,
       .rows = &row, .nrows = 1, .consistency = s->wcl,
     };
+    if (s->op == OP_RMW && s->nctx) {   /* replaces what its read saw */
+      p.context = s->ctx;
+      p.context_len = s->nctx;
+    }
     rc = cellar_put_async(b->client, &p, on_done, s);
+    s->nctx = 0;
   }
   if (rc != 0) {
     /* The callback will not run (libcellar's rule). Retiring the slot,
@@ -860,8 +868,19 @@ static void on_done(int status, cellar_result_t *res, void *arg) {
   }
   int park = status == CELLAR_ECONNECT || status == CELLAR_ECLOSED ||
              status == CELLAR_EOVERLOAD;
-  /* an rmw whose read succeeded goes on to its write */
+  /* an rmw whose read succeeded goes on to its write, with the read's
+  ** context (a siblings table's versions it saw are replaced, not kept) */
   int cont = op == OP_RMW && s->stage == 0 && status == 0;
+  if (cont && !miss) {
+    size_t n = 0;
+    const void *ctx = cellar_result_row_context(res, 0, &n);
+    uint8_t *keep = ctx && n ? realloc(s->ctx, n) : NULL;
+    if (keep) {
+      memcpy(keep, ctx, n);
+      s->ctx = keep;
+      s->nctx = n;
+    }
+  }
   int finished = !cont;
   int op_ok = status == 0;
   int req_tag = level_tag(req, s->rcl, s->wcl);
@@ -1680,7 +1699,10 @@ int main(int argc, char **argv) {
     for (int t = 0; t < NTAG; t++) histogram_free(b.lvl[op][t]);
   }
   histogram_free(b.second_all);
-  for (int i = 0; i < b.nslots; i++) free(b.slots[i].key);
+  for (int i = 0; i < b.nslots; i++) {
+    free(b.slots[i].key);
+    free(b.slots[i].ctx);
+  }
   free(b.slots);
   free(b.value_pool);
   pthread_mutex_destroy(&b.pace_mu);
