@@ -142,6 +142,7 @@ struct cluster {
   void *member_arg;
   left_mark *downs;            /* members marked down, since when */
   size_t ndowns;
+  char up_unaddressed[40];     /* marked up before its address was known */
   uint64_t started_ns;
 };
 
@@ -209,6 +210,23 @@ static void io_send(void *arg, const char *to, const gossip_msg *m) {
   free(p);
 }
 
+/* host was marked up: a connection failure to it from while it was down
+** must not keep the proxy counting it down (peer_failing) until this node
+** happens to connect to it (it may have been heard of through a third
+** node). A restarted node is marked up on its new generation before the
+** states of that delta are copied in: with no address yet, the mark is
+** cleared on the CHANGE event that follows. */
+static void heard_back(cluster *c, const char *host) {
+  const gossip_endpoint *e = gossip_find(c->g, host);
+  const char *addr = e && e->alive ? e->states[GK_PEER_ADDR].value : NULL;
+  if (e && e->alive && addr == NULL) {
+    snprintf(c->up_unaddressed, sizeof c->up_unaddressed, "%s", host);
+    return;
+  }
+  c->up_unaddressed[0] = '\0';
+  if (c->pr && addr) peer_clear_failing(c->pr, addr);
+}
+
 static void io_event(void *arg, const char *host, int ev) {
   cluster *c = arg;
   c->ring_dirty = 1;
@@ -229,7 +247,11 @@ static void io_event(void *arg, const char *host, int ev) {
     }
     if (c->member_fn) c->member_fn(c->member_arg, host, ev == GOSSIP_EV_UP);
   }
-  if (ev == GOSSIP_EV_UP) log_info("cluster: %s is UP", host);
+  if (ev == GOSSIP_EV_UP) {
+    log_info("cluster: %s is UP", host);
+    heard_back(c, host);
+  }
+  else if (ev == GOSSIP_EV_CHANGE && !strcmp(c->up_unaddressed, host)) heard_back(c, host);
   else if (ev == GOSSIP_EV_DOWN) {
     log_info("cluster: %s is DOWN", host);
     /* a connection to it may sit in TCP backoff: start afresh next time */

@@ -48,6 +48,7 @@ typedef struct out_conn {
   qframe *head, *tail;
   size_t queue_bytes, inflight_bytes;
   uint64_t fail_ns;            /* last failure, 0 after a success */
+  int stale_attempt;           /* this connect began before peer_clear_failing */
   char rbuf[256];
 } out_conn;
 
@@ -149,12 +150,18 @@ static void out_closed(uv_handle_t *h) {
 static void out_fail(out_conn *c, const char *why, int status) {
   if (c->state == OUT_CLOSING || c->state == OUT_IDLE) return;
   log_debug("peer: connection to %s: %s: %s", c->addr, why, uv_strerror(status));
-  if (status != UV_ECONNRESET || strcmp(why, "peer marked down") != 0) {
+  /* A reset we asked for is no news of the peer. Nor is the failure of an
+  ** attempt begun before the peer was known to be back (peer_clear_failing:
+  ** it may have met the old process): that one keeps its queue, out_closed
+  ** tries again at once, and only the fresh attempt's failure counts. */
+  int asked = status == UV_ECONNRESET && !strcmp(why, "peer marked down");
+  int stale = !asked && c->stale_attempt;
+  if (!asked && !stale) {
     c->fail_ns = clock_mono_ns();
     if (c->fail_ns == 0) c->fail_ns = 1;
     if (c->p->fail_fn && !c->p->closing) c->p->fail_fn(c->p->fail_arg, c->addr);
   }
-  out_drop_queue(c);
+  if (!stale) out_drop_queue(c);
   c->state = OUT_CLOSING;
   uv_close((uv_handle_t *)&c->tcp, out_closed);
 }
@@ -226,6 +233,7 @@ static void out_connected(uv_connect_t *req, int status) {
     return;
   }
   c->state = OUT_CONNECTED;
+  c->stale_attempt = 0;        /* connected: its failure is news again */
   c->fail_ns = 0;
   c->p->stats.connects++;
   uv_tcp_nodelay(&c->tcp, 1);
@@ -252,6 +260,7 @@ static void out_connect(out_conn *c) {
   c->creq.data = c;
   c->p->open_handles++;
   c->state = OUT_CONNECTING;
+  c->stale_attempt = 0;
   if (!c->ctimer_init) {
     uv_timer_init(c->p->loop, &c->ctimer);
     c->ctimer.data = c;
@@ -407,6 +416,15 @@ int peer_failing(const peer *p, const char *addr, uint64_t now_ns) {
     if (!strcmp(c->addr, addr))
       return c->fail_ns && now_ns - c->fail_ns < PEER_FAILING_NS;
   return 0;
+}
+
+void peer_clear_failing(peer *p, const char *addr) {
+  for (out_conn *c = p->outs; c; c = c->next)
+    if (!strcmp(c->addr, addr)) {
+      if (c->fail_ns && c->state == OUT_CONNECTING) c->stale_attempt = 1;
+      c->fail_ns = 0;
+      return;
+    }
 }
 
 void peer_reset(peer *p, const char *addr) {

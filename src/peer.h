@@ -58,6 +58,14 @@ void peer_reset(peer *p, const char *addr);
 #define PEER_FAILING_NS (10ull * 1000000000ull)
 void peer_set_fail_cb(peer *p, void (*fn)(void *arg, const char *addr), void *arg);
 int peer_failing(const peer *p, const char *addr, uint64_t now_ns);
+/* The peer at addr is known to be back (the failure detector marked it up:
+** it restarted, or was heard of again): forgets the last failure to reach
+** it, and a connection attempt already under way, begun before this news,
+** does not count as a failure when it fails (its frames are retried on a
+** fresh attempt). Without this, a failure from while the peer was down
+** would keep it "failing" for up to PEER_FAILING_NS after it is back,
+** until this node happened to connect to it again. */
+void peer_clear_failing(peer *p, const char *addr);
 
 /* Closes every handle; done(arg) runs on the loop once all are closed. */
 void peer_close(peer *p, void (*done)(void *), void *arg);
