@@ -45,9 +45,10 @@ int engine_finish_slice(const request *q, result *res, int more);
 
 /* Siblings tables: the write of req (a PUT or DELETE of table t) as this
 ** node's event (storage_event_entries): mut holds the plain entries
-** storage_put_entries / storage_delete_entries built, out gets the
-** resulting version sets to replicate. Contexts come from the request;
-** one older than the table's gc_grace is refused (CELLAR_ESTALECONTEXT).
+** storage_put_entries / storage_delete_entries built, out (may be NULL)
+** gets the resulting version sets to replicate. Contexts come from the
+** request; one older than the table's gc_grace is refused
+** (CELLAR_ESTALECONTEXT).
 ** Returns 0 or an error code with the message in res. */
 int engine_event(engine *e, const table_def *t, const request *req,
                  const storage_entries *mut, storage_entries *out,

@@ -1058,15 +1058,40 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
                           char *err, size_t errlen) {
   if (err && errlen) err[0] = '\0';
   if (n == 0) return 0;
-  const char **kp = calloc(n, sizeof *kp);
-  size_t *kn = calloc(n, sizeof *kn);
-  rocksdb_pinnableslice_t **vals = calloc(n, sizeof *vals);
-  char **errs = calloc(n, sizeof *errs);
-  unsigned *st = calloc(n, sizeof *st);
-  cell *in = calloc(n, sizeof *in);
-  keys_parts *parts = calloc(n, sizeof *parts);
+  /* the arrays on the stack for a few cells (the common put), else one
+  ** allocation, most aligned first */
+  enum { SMALL = 8 };
+  const char *kp_s[SMALL];
+  size_t kn_s[SMALL];
+  rocksdb_pinnableslice_t *vals_s[SMALL];
+  char *errs_s[SMALL];
+  unsigned st_s[SMALL];
+  cell in_s[SMALL];
+  keys_parts parts_s[SMALL];
+  const char **kp = kp_s;
+  size_t *kn = kn_s;
+  rocksdb_pinnableslice_t **vals = vals_s;
+  char **errs = errs_s;
+  unsigned *st = st_s;
+  cell *in = in_s;
+  keys_parts *parts = parts_s;
+  void *heap = NULL;
   int rc = 0;
-  if (!kp || !kn || !vals || !errs || !st || !in || !parts) rc = CELLAR_ENOMEM;
+  if (n > SMALL) {
+    size_t each = sizeof *in + sizeof *parts + sizeof *kp + sizeof *kn + sizeof *vals +
+                  sizeof *errs + sizeof *st;
+    heap = n <= SIZE_MAX / each ? malloc(n * each) : NULL;
+    if (heap == NULL) return CELLAR_ENOMEM;
+    in = heap;
+    parts = (keys_parts *)(in + n);
+    kp = (const char **)(parts + n);
+    kn = (size_t *)(kp + n);
+    vals = (rocksdb_pinnableslice_t **)(kn + n);
+    errs = (char **)(vals + n);
+    st = (unsigned *)(errs + n);
+  }
+  memset(vals, 0, n * sizeof *vals);
+  memset(errs, 0, n * sizeof *errs);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     rc = check_entry(&e[i], &parts[i], &in[i]);
     if (rc == 0 && in[i].has_clock) rc = CELLAR_EINVAL;   /* writes are plain */
@@ -1083,7 +1108,8 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
   }
   uint8_t ckbuf[CELLAR_MAX_KEY_BYTES + 1];
   rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-  size_t n0 = out->n;
+  size_t n0 = out ? out->n : 0;
+  cell_buf nb = {0};   /* the new versions, one buffer reused */
   for (size_t j = 0; rc == 0 && j < ns; j++) pthread_mutex_lock(&s->stripe[st[j]]);
   if (rc == 0)
     rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CF_DATA], n, kp, kn,
@@ -1102,7 +1128,6 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
       if (cell_decode((const uint8_t *)v, nv, &old) == 0) stored = &old;
       else log_error("storage: undecodable stored value (%zu bytes), replaced", nv);
     }
-    cell_buf nb = {0};
     cbytes value = e[i].value;
     if (parts[i].kind != KEYS_KIND_CELL) {
       /* row and partition tombstones stay plain: merged as apply does */
@@ -1164,9 +1189,8 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
     if (rc == 0 && value.p) {
       rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], kp[i], kn[i],
                                 (const char *)value.p, value.n);
-      rc = storage_entries_add(out, e[i].key, value);
+      if (out) rc = storage_entries_add(out, e[i].key, value);
     }
-    cell_buf_free(&nb);
   }
   if (rc == 0 && ns) {
     char *werr = NULL;
@@ -1174,17 +1198,12 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
     if (werr) rc = rocks_failed("write", werr);
   }
   for (size_t j = ns; j-- > 0;) pthread_mutex_unlock(&s->stripe[st[j]]);
-  for (size_t i = 0; vals && i < n; i++)
+  for (size_t i = 0; i < n; i++)
     if (vals[i]) rocksdb_pinnableslice_destroy(vals[i]);
   rocksdb_writebatch_destroy(wb);
-  if (rc) out->n = n0;
-  free(kp);
-  free(kn);
-  free(vals);
-  free(errs);
-  free(st);
-  free(in);
-  free(parts);
+  cell_buf_free(&nb);
+  if (rc && out) out->n = n0;
+  free(heap);
   return rc;
 }
 

@@ -191,9 +191,10 @@ int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
 ** and column from ctx, none = blind), row and partition tombstones merge
 ** as in storage_apply_entries; the results are written in one batch and
 ** appended to out (the whole sets: what the other replicas receive and
-** merge). A cell that would hold more than o->limit siblings refuses the
-** whole write with CELLAR_ESIBLINGS (counted, message in err), above
-** o->warn it is logged and counted. On error nothing is written and out
+** merge; out may be NULL when there are none). A cell that would hold
+** more than o->limit siblings refuses the whole write with
+** CELLAR_ESIBLINGS (counted, message in err), above o->warn it is logged
+** and counted. On error nothing is written and out
 ** keeps the entries it had.
 */
 typedef struct storage_event_ctx {

@@ -39,6 +39,11 @@
 **      write of the final history had in its context: nothing kept that a
 **      later write superseded, nothing dropped that no write superseded.
 ** Reads are checked as they return: every sibling is a write that was made.
+** Then the checker shared with the real-cluster test (loopback_history,
+** tests/unit/history_check.h) judges the same history by what clients
+** could see, values instead of dots: nothing read that was never written,
+** every acknowledged write present or read by a write that carried its
+** context, nothing kept that an acknowledged write's context had.
 **
 ** Seeds: SIM_SEED (first seed, default 1), SIM_SEEDS (how many, default
 ** 300). A failing seed prints the command that replays it. SIM_BUG=merge |
@@ -53,6 +58,7 @@
 #include "cellar/cellar.h"
 #include "cell.h"
 #include "dvv.h"
+#include "history_check.h"
 #include "testutil.h"
 
 #define MS 1000000ull
@@ -122,11 +128,18 @@ typedef struct simnode {
   blob store[NKEYS];
 } simnode;
 
+/* The writes a read showed, by their values (the shared checker's view). */
+typedef struct shown {
+  size_t n;
+  char (*v)[HC_VAL];           /* malloc'd */
+} shown;
+
 typedef struct client {
   uint64_t op;                 /* current op id; replies for others ignored */
   int kind, key, phase;
   dvv_vv saved[NKEYS];         /* the context of its last read of each key */
   int has_saved[NKEYS];
+  shown seen[NKEYS];           /* what that read showed */
 } client;
 
 enum { K_RMW, K_DELETE, K_BLIND, K_STALE, K_READ };
@@ -149,6 +162,7 @@ typedef struct sim {
   long wipes, crashes, pauses, dropped, msgs, max_sib, superseded, final_sib;
   long violations;
   char first_violation[200];
+  history_check hc;            /* the checker shared with loopback_history */
 } sim;
 
 static sim S;
@@ -605,6 +619,12 @@ static void client_send(int c, int kind, int key, const dvv_vv *ctx, int wid) {
 
 static void client_write(int c, int key, int tomb, const dvv_vv *ctx) {
   wrec *w = new_write(c, key, tomb);
+  /* the shared checker: its write index is the write's (same order) */
+  const shown *sh = ctx ? &S.clients[c].seen[key] : NULL;
+  const char *seen[64];
+  size_t ns = 0;
+  for (size_t i = 0; sh && i < sh->n && ns < 64; i++) seen[ns++] = sh->v[i];
+  hc_write_add(&S.hc, key, w->val, seen, ns);
   if (ctx) {
     for (size_t i = 0; i < ctx->n; i++) dvv_vv_raise(&w->ctx, ctx->e[i].actor, ctx->e[i].counter);
     w->has_ctx = 1;
@@ -651,6 +671,25 @@ static void check_known(const dvv *s, int key) {
   }
 }
 
+/* The writes of s's siblings (values and delete markers), by the value
+** names of their write records, into sh. */
+static void shown_set(shown *sh, const dvv *s, int key) {
+  free(sh->v);
+  sh->n = 0;
+  sh->v = malloc((dvv_count(s) + 1) * sizeof *sh->v);
+  for (size_t i = 0; sh->v && i < dvv_count(s); i++) {
+    const dvv_sib *x = dvv_sibling(s, i);
+    for (size_t j = 0; j < S.nw; j++) {
+      const wrec *w = &S.w[j];
+      if (w->key == key && w->applied && w->dot.counter == x->dot.counter &&
+          dvv_actor_cmp(w->dot.actor, x->dot.actor) == 0) {
+        snprintf(sh->v[sh->n++], HC_VAL, "%s", w->val);
+        break;
+      }
+    }
+  }
+}
+
 static void on_client(int c, msg *m) {
   client *cl = &S.clients[c];
   if (m->op != cl->op) return;                 /* an old op's answer */
@@ -659,6 +698,12 @@ static void on_client(int c, msg *m) {
     dvv_init(&got);
     if (versions_of(m->buf, m->n, &got) == 0) {
       check_known(&got, cl->key);
+      shown_set(&cl->seen[cl->key], &got, cl->key);
+      const char *vals[64];
+      size_t nv = 0;
+      for (size_t i = 0; i < cl->seen[cl->key].n && nv < 64; i++)
+        vals[nv++] = cl->seen[cl->key].v[i];
+      hc_read(&S.hc, cl->key, vals, nv);
       /* the context as the client holds it: opaque bytes, decoded here */
       dvv_vv ctx;
       dvv_vv_init(&ctx);
@@ -752,7 +797,11 @@ static void sim_free(void) {
   for (int i = 0; i < NNODES; i++)
     for (int k = 0; k < NKEYS; k++) free(S.nodes[i].store[k].p);
   for (int c = 0; c < NCLIENTS; c++)
-    for (int k = 0; k < NKEYS; k++) dvv_vv_close(&S.clients[c].saved[k]);
+    for (int k = 0; k < NKEYS; k++) {
+      dvv_vv_close(&S.clients[c].saved[k]);
+      free(S.clients[c].seen[k].v);
+    }
+  hc_free(&S.hc);
   for (size_t i = 0; i < S.nheap; i++) free(S.heap[i].buf);
   free(S.heap);
   for (size_t i = 0; i < S.ncops; i++) free(S.cops[i].merged.p);
@@ -826,6 +875,7 @@ static long run_seed(uint64_t seed, int bug) {
   for (int k = 0; k < NKEYS; k++) {
     wrec *w = new_write(-1, k, 0);
     snprintf(w->val, sizeof w->val, "k%d-legacy", k);
+    hc_write_add(&S.hc, k, w->val, NULL, 0);
     w->applied = w->acked = 1;
     w->dot.actor = CELL_LEGACY_ACTOR;
     w->dot.counter = 1;
@@ -854,6 +904,29 @@ static long run_seed(uint64_t seed, int bug) {
   }
   run_until(S.now + SETTLE);
   check_final();
+  /* the shared checker on what clients could see: values, not dots;
+  ** writes lost with every replica that held them (wipes) are excused */
+  for (size_t i = 0; i < S.nw; i++)
+    hc_write_done(&S.hc, (long)i, S.w[i].acked && !S.w[i].lost_ok, 0);
+  for (int k = 0; k < NKEYS; k++) {
+    const blob *b = &S.nodes[replica(k, 0)].store[k];
+    dvv fs;
+    dvv_init(&fs);
+    versions_of(b->p, b->n, &fs);
+    shown fin = {0, NULL};
+    shown_set(&fin, &fs, k);
+    const char *vals[256];
+    size_t nv = 0;
+    for (size_t i = 0; i < fin.n && nv < 256; i++) vals[nv++] = fin.v[i];
+    hc_final(&S.hc, k, vals, nv);
+    free(fin.v);
+    dvv_close(&fs);
+  }
+  if (S.hc.violations) {
+    if (S.violations == 0)
+      snprintf(S.first_violation, sizeof S.first_violation, "%.190s", S.hc.first);
+    S.violations += S.hc.violations;
+  }
   return S.violations;
 }
 
