@@ -12,10 +12,15 @@
 **     issues one LOAD per target at a time).
 **  3. Actions are drained without re-entering the machine: a failure met
 **     while draining (a send refused, a peer connection failing inside
-**     cluster_send) is queued and fed to the machine after the drain,
-**     because every event frees memory that undrained actions point to
-**     (hints.c note 4). hints_admit is the exception (it frees nothing),
-**     so the proxy may store hints whenever it likes.
+**     cluster_send, a LOAD or DELETE that could not be started for want
+**     of memory or a pool slot) is queued and fed to the machine after
+**     the drain (hints_on_send_failed, hints_on_load_failed,
+**     hints_on_deleted with CELLAR_ENOMEM), because every event frees
+**     memory that undrained actions point to (hints.c note 4). Without
+**     that report the target would wait forever for the answer.
+**     hints_admit is the exception (it frees nothing), so the proxy may
+**     store hints whenever it likes; handoff_store calls nothing else of
+**     the machine.
 **  4. Replay ids on the wire are the machine's ids xor a random salt: the
 **     proxy hands over every REPLICA_ACK whose id is not one of its
 **     requests, and the salt keeps those spaces apart.
@@ -26,6 +31,11 @@
 **  6. The admin views run on worker threads: they read a snapshot of the
 **     machine's per-target stats (copied under a mutex after every
 **     drain) and seek the hints column family for each target's oldest.
+**  7. No callback from inside a call: handoff_store's done() always runs
+**     later, from a loop callback. A writer job the pool refuses is
+**     finished (with an error) by the next tick, never synchronously: the
+**     proxy's hint_stored could otherwise free its request while the
+**     proxy still drains it.
 */
 #include <inttypes.h>
 #include <pthread.h>
@@ -75,6 +85,9 @@ struct handoff {
   int draining;
   char (*failed)[HINT_HOST_MAX];      /* note 3 */
   size_t nfailed, capfailed;
+  uint64_t *lfailed, *dfailed;        /* note 3: LOAD / DELETE ids */
+  size_t nlfailed, caplfailed, ndfailed, capdfailed;
+  struct wjob *refused;               /* note 7 */
   wput *puts;
   size_t nputs, capputs;
   wdel *dels;
@@ -256,7 +269,7 @@ static void kick_writer(handoff *h) {
   h->writing = 1;
   if (uv_queue_work(h->loop, &j->work, write_work, write_done) != 0) {
     j->rc = CELLAR_EINTERNAL;
-    write_done(&j->work, 0);
+    h->refused = j;           /* note 7: the next tick finishes it */
   }
 }
 
@@ -308,10 +321,23 @@ static void load_done(uv_work_t *w, int status) {
   drain(h);
 }
 
+static void defer_id(handoff *h, uint64_t **ids, size_t *n, size_t *cap, uint64_t id,
+                     const char *what) {
+  if (grow((void **)ids, cap, *n, sizeof **ids)) {
+    /* a LOAD times out in the machine (hints.c note 9); a DELETE's keys
+    ** stay on disk, but its target starts no new pass */
+    log_error("handoff: out of memory: a %s of hints is lost", what);
+    return;
+  }
+  (*ids)[(*n)++] = id;
+}
+
 static void start_load(handoff *h, const hints_action *a) {
   ljob *j = calloc(1, sizeof *j);
-  if (j == NULL) return;      /* the machine times nothing out for loads:
-                                 a failed LOAD is reported after the drain */
+  if (j == NULL) {            /* note 3: reported after the drain */
+    defer_id(h, &h->lfailed, &h->nlfailed, &h->caplfailed, a->id, "LOAD");
+    return;
+  }
   j->h = h;
   j->id = a->id;
   j->work.data = j;
@@ -321,8 +347,8 @@ static void start_load(handoff *h, const hints_action *a) {
   j->count = a->count;
   storage_entries_init(&j->got);
   if (uv_queue_work(h->loop, &j->work, load_work, load_done) != 0) {
-    j->rc = CELLAR_EINTERNAL;
-    load_done(&j->work, 0);
+    free(j);                  /* note 3: not load_done, we are draining */
+    defer_id(h, &h->lfailed, &h->nlfailed, &h->caplfailed, a->id, "LOAD");
   }
 }
 
@@ -355,11 +381,16 @@ static void act(handoff *h, const hints_action *a) {
     break;
   }
   case HINTS_DELETE: {
-    if (grow((void **)&h->dels, &h->capdels, h->ndels, sizeof *h->dels)) break;
     size_t total = a->nkeys * sizeof(cbytes);
     for (size_t i = 0; i < a->nkeys; i++) total += a->keys[i].n;
     uint8_t *blk = malloc(total ? total : 1);
-    if (blk == NULL) break;   /* the keys stay: a later pass resends them */
+    if (blk == NULL || grow((void **)&h->dels, &h->capdels, h->ndels, sizeof *h->dels)) {
+      /* the keys stay (a later pass resends them); note 3: the machine
+      ** hears the delete failed */
+      free(blk);
+      defer_id(h, &h->dfailed, &h->ndfailed, &h->capdfailed, a->id, "DELETE");
+      break;
+    }
     cbytes *keys = (cbytes *)blk;
     uint8_t *p = blk + a->nkeys * sizeof(cbytes);
     for (size_t i = 0; i < a->nkeys; i++) {
@@ -388,10 +419,17 @@ static void drain(handoff *h) {
   for (;;) {
     hints_action a;
     while (hints_next(h->m, &a)) act(h, &a);
-    if (h->nfailed == 0) break;
-    char host[HINT_HOST_MAX];
-    memcpy(host, h->failed[--h->nfailed], sizeof host);
-    hints_on_send_failed(h->m, host, now_ms());
+    if (h->nfailed) {
+      char host[HINT_HOST_MAX];
+      memcpy(host, h->failed[--h->nfailed], sizeof host);
+      hints_on_send_failed(h->m, host, now_ms());
+    } else if (h->nlfailed) {
+      hints_on_load_failed(h->m, h->lfailed[--h->nlfailed], now_ms());
+    } else if (h->ndfailed) {
+      hints_on_deleted(h->m, h->dfailed[--h->ndfailed], CELLAR_ENOMEM, now_ms());
+    } else {
+      break;
+    }
   }
   h->draining = 0;
   snapshot(h);
@@ -403,6 +441,11 @@ static void drain(handoff *h) {
 static void on_tick(uv_timer_t *t) {
   handoff *h = t->data;
   if (h->stopping) return;
+  if (h->refused) {           /* note 7 */
+    wjob *j = h->refused;
+    h->refused = NULL;
+    write_done(&j->work, 0);
+  }
   uint64_t now = now_ms();
   size_t n = hints_target_count(h->m);
   char (*gone)[HINT_HOST_MAX] = calloc(n + 1, sizeof *gone);
@@ -514,12 +557,23 @@ void handoff_stop(handoff *h) {
 void handoff_free(handoff *h) {
   if (h == NULL) return;
   hints_free(h->m);
+  if (h->refused) {           /* stopped before the tick finished it */
+    wjob *j = h->refused;
+    for (size_t i = 0; i < j->nputs; i++) free(j->puts[i].kv);
+    for (size_t i = 0; i < j->ndels; i++) free(j->dels[i].blk);
+    free(j->puts);
+    free(j->dels);
+    free(j->drops);
+    free(j);
+  }
   for (size_t i = 0; i < h->nputs; i++) free(h->puts[i].kv);
   for (size_t i = 0; i < h->ndels; i++) free(h->dels[i].blk);
   free(h->puts);
   free(h->dels);
   free(h->drops);
   free(h->failed);
+  free(h->lfailed);
+  free(h->dfailed);
   free(h->addrs);
   free(h->snap);
   pthread_mutex_destroy(&h->mu);
@@ -547,24 +601,23 @@ int handoff_store(handoff *h, const char *target, const storage_entry *e, size_t
   }
   size_t nv = 0;
   uint8_t *v = hint_value_encode(created + (uint64_t)gc_grace_s * 1000, e, n, &nv);
-  if (v == NULL) return CELLAR_ENOMEM;
-  int adm = hints_admit(h->m, target, nk + nv, down_ms);
-  if (adm != HINT_ADMIT_OK) {
-    free(v);
-    metrics_add(adm == HINT_ADMIT_WINDOW ? METRIC_HINTS_EXPIRED : METRIC_HINTS_REFUSED, 1);
-    return adm == HINT_ADMIT_WINDOW ? CELLAR_EUNAVAILABLE : CELLAR_ETOOBIG;
-  }
-  uint8_t *kv = malloc(nk + nv);
+  uint8_t *kv = v ? malloc(nk + nv) : NULL;
+  /* memory first: once admitted, nothing may fail (note 3: releasing the
+  ** reservation would be an event of the machine, maybe mid-drain) */
   if (kv == NULL || grow((void **)&h->puts, &h->capputs, h->nputs, sizeof *h->puts)) {
     free(kv);
     free(v);
-    /* release the reservation */
-    hints_on_stored(h->m, target, nk + nv, 0, 1, now_ms());
     return CELLAR_ENOMEM;
   }
   memcpy(kv, key, nk);
   memcpy(kv + nk, v, nv);
   free(v);
+  int adm = hints_admit(h->m, target, nk + nv, down_ms);
+  if (adm != HINT_ADMIT_OK) {
+    free(kv);
+    metrics_add(adm == HINT_ADMIT_WINDOW ? METRIC_HINTS_EXPIRED : METRIC_HINTS_REFUSED, 1);
+    return adm == HINT_ADMIT_WINDOW ? CELLAR_EUNAVAILABLE : CELLAR_ETOOBIG;
+  }
   wput *p = &h->puts[h->nputs++];
   memset(p, 0, sizeof *p);
   snprintf(p->target, sizeof p->target, "%s", target);

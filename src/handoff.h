@@ -44,8 +44,8 @@ void handoff_free(handoff *h);
 ** expiring gc_grace_s after now (replaying a mutation older than its
 ** table's gc_grace could bring back data whose tombstone was purged).
 ** Returns 0 and later calls done(arg, rc) on the loop once the hint is in
-** the WAL (rc 0) or could not be written; or returns a code and never
-** calls done: CELLAR_EINVAL (hints disabled, the target is this node),
+** the WAL (rc 0) or could not be written (never before handoff_store
+** returned); or returns a code and never calls done: CELLAR_EINVAL (hints disabled, the target is this node),
 ** CELLAR_EUNAVAILABLE (the target has been down longer than the hint
 ** window: counted HINTS_EXPIRED), CELLAR_ETOOBIG (over the per-target disk
 ** cap: counted HINTS_REFUSED), CELLAR_ESHUTDOWN, CELLAR_ENOMEM.
@@ -66,10 +66,10 @@ void handoff_on_member(void *arg, const char *host_id, int up);
 
 /* ------------------------------------------------ worker-thread views */
 
-/* ADMIN "hints": info pairs "hints.total", "hints.targets", then per
-** target "hints.<host id>" = "count=N bytes=B oldest_age_s=S state=X
-** replayed=R expired=E failures=F" (oldest from the hints column family).
-** Thread-safe. */
+/* ADMIN "hints": info pairs "hints.total", "hints.targets",
+** "hints.throttle_kib", then per target "hints.<host id>" = "COUNT BYTES
+** OLDEST_AGE_S STATE REPLAYED EXPIRED FAILURES", space-separated (oldest
+** from the hints column family; -1 when unknown). Thread-safe. */
 int handoff_view(handoff *h, result *res);
 
 /* Hints pending for host_id (0 when none or unknown). Thread-safe. */

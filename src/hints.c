@@ -26,11 +26,24 @@
 **     is paid before the next send, keeping the average at the rate.
 **  6. Targets take turns (round robin, one batch each per turn) so one
 **     target with a long backlog does not starve the others.
-**  7. A hint the target cannot apply (it answers an error, not a timeout)
-**     would block every hint after it. A batch of several hints answered
-**     with an error makes the target's sends one hint each until a pass
-**     ends; a hint answered with an error HINT_POISON_TRIES times in a row
-**     when sent alone is dropped (counted in the DELETE as dropped).
+**  7. A hint the target cannot apply would block every hint after it.
+**     Only a permanent refusal counts (hints_code_permanent: the target
+**     says the mutation itself is bad). A temporary error (disk full, I/O,
+**     overload, shutdown...) backs off and keeps the hint whatever the
+**     number of tries: at ANY a hint may be the only copy of an
+**     acknowledged write. A batch of several hints refused makes the
+**     target's sends one hint each, one in flight, until a pass ends, so
+**     answers come in order and the refused hint is always the first of
+**     the range after a failure; a hint refused alone HINT_POISON_TRIES
+**     times in a row (no success of that same key between) is dropped
+**     (counted in the DELETE as dropped).
+**  8. Expiry of a target that stays down: a hint's expiry is in its
+**     value, so finding expired hints takes a read. A target not alive
+**     gets a sweep every sweep_interval_ms (a pass of LOADs that deletes
+**     the expired hints and sends nothing); coming up ends a sweep (its
+**     load is forgotten) and starts the replay.
+**  9. A LOAD unanswered for send_timeout_ms fails like a send (the owner
+**     could not start it): the target backs off and loads again.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +184,7 @@ typedef struct target {
   uint64_t count, bytes, reserved;
   uint64_t stored_total, stored_bytes_total;  /* monotonic, note 1 */
   uint64_t load_id;            /* LOAD in flight, 0 none */
+  uint64_t load_at;            /* when it was issued (note 9) */
   uint64_t load_stored, load_stored_bytes;    /* stored_* when issued */
   uint8_t cursor[HINT_KEY_MAX];
   size_t ncursor;
@@ -182,6 +196,8 @@ typedef struct target {
   size_t deleting;
   uint64_t backoff_until, backoff_ms;
   uint64_t next_pass_at;
+  int sweeping;                /* note 8: the pass only drops expired */
+  uint64_t next_sweep_at;      /* 0: not scheduled yet */
   uint64_t replayed, expired, failures, dropped;
   int isolate;                 /* note 7: batches of one hint */
   uint8_t poison[HINT_KEY_MAX];   /* note 7: the last hint refused alone */
@@ -222,6 +238,24 @@ void hints_config_init(hints_config *c) {
   c->backoff_min_ms = 1000;
   c->backoff_max_ms = 30000;
   c->pass_pause_ms = 1000;
+  c->sweep_interval_ms = 3600ull * 1000;
+}
+
+int hints_code_permanent(int code) {
+  switch (code) {
+  case CELLAR_EINVAL:
+  case CELLAR_EPROTO:
+  case CELLAR_ETOOBIG:
+  case CELLAR_ENOKEYSPACE:
+  case CELLAR_ENOTABLE:
+  case CELLAR_EBADNAME:
+  case CELLAR_EBADTYPE:
+  case CELLAR_ESIBLINGS:
+  case CELLAR_ESTALECONTEXT:
+    return 1;
+  default:
+    return 0;                   /* temporary, or unknown: keep the hint */
+  }
 }
 
 const char *hints_action_name(hints_action_kind k) {
@@ -258,6 +292,7 @@ int hints_new(const hints_config *cfg, hints **out) {
   if (h->cfg.batch_bytes == 0) h->cfg.batch_bytes = 64u << 10;
   if (h->cfg.load_count == 0) h->cfg.load_count = 512;
   if (h->cfg.max_inflight == 0) h->cfg.max_inflight = 1;
+  if (h->cfg.sweep_interval_ms == 0) h->cfg.sweep_interval_ms = 3600ull * 1000;
   h->next_id = 1;
   h->tokens_mb = (int64_t)burst_mb(h);
   *out = h;
@@ -311,6 +346,7 @@ static void forget(hints *h, target *t) {
   t->load_id = 0;
   t->ncursor = 0;
   t->pass_end = 0;
+  t->sweeping = 0;
 }
 
 static void target_free(hints *h, target *t) {
@@ -403,8 +439,9 @@ static void refill(hints *h, uint64_t now) {
     return;
   }
   /* el (ms) x rate (bytes/s) = milli-bytes */
-  uint64_t add = el > 1000000000ull / (h->cfg.throttle_bytes_per_s | 1) ? (uint64_t)cap
-                                                                       : el * h->cfg.throttle_bytes_per_s;
+  /* the guard only avoids overflow; past it the bucket is full anyway */
+  uint64_t add = el > UINT64_MAX / h->cfg.throttle_bytes_per_s ? (uint64_t)cap
+                                                               : el * h->cfg.throttle_bytes_per_s;
   int64_t nt = h->tokens_mb + (int64_t)(add > (uint64_t)cap ? (uint64_t)cap : add);
   h->tokens_mb = nt > cap ? cap : nt;
 }
@@ -469,12 +506,49 @@ static int send_batch(hints *h, target *t, uint64_t now) {
   return 1;
 }
 
+static int emit_load(hints *h, target *t, uint64_t now) {
+  hints_action *a = emit(h, HINTS_LOAD, t);
+  if (a == NULL) return 0;
+  t->load_id = h->next_id++;
+  t->load_at = now;
+  t->load_stored = t->stored_total;
+  t->load_stored_bytes = t->stored_bytes_total;
+  a->id = t->load_id;
+  a->after = t->cursor;
+  a->nafter = t->ncursor;
+  a->count = h->cfg.load_count;
+  return 1;
+}
+
+/* Note 8: a step of a target that is not alive. */
+static int sweep_step(hints *h, target *t, uint64_t now) {
+  if (backing_off(t, now) || t->load_id || t->deleting) return 0;
+  if (t->sweeping && t->pass_end) {
+    t->sweeping = 0;
+    t->pass_end = 0;
+    t->ncursor = 0;
+    t->next_sweep_at = now + h->cfg.sweep_interval_ms;
+    return 0;
+  }
+  if (!t->sweeping) {
+    if (t->next_sweep_at == 0) t->next_sweep_at = now + h->cfg.sweep_interval_ms;
+    if (t->count == 0 || now < t->next_sweep_at) return 0;
+    t->sweeping = 1;
+    t->ncursor = 0;
+    t->pass_end = 0;
+  }
+  return emit_load(h, t, now);
+}
+
 /* One step of target t: a LOAD or a SEND when due. 1 when it did one. */
 static int step(hints *h, target *t, uint64_t now) {
-  if (!t->alive || backing_off(t, now)) return 0;
+  if (!t->alive) return sweep_step(h, t, now);
+  if (backing_off(t, now)) return 0;
   if (t->backoff_until) t->backoff_until = 0;
   if (t->winpos < t->nwin) {
-    if (t->nsends >= h->cfg.max_inflight || h->tokens_mb <= 0) return 0;
+    /* note 7: while isolating a refused hint, one send at a time */
+    uint32_t most = t->isolate ? 1 : h->cfg.max_inflight;
+    if (t->nsends >= most || h->tokens_mb <= 0) return 0;
     return send_batch(h, t, now);
   }
   if (t->load_id) return 0;
@@ -490,16 +564,7 @@ static int step(hints *h, target *t, uint64_t now) {
   if (t->ncursor == 0) {
     if (t->count == 0 || t->nsends || t->deleting || now < t->next_pass_at) return 0;
   }
-  hints_action *a = emit(h, HINTS_LOAD, t);
-  if (a == NULL) return 0;
-  t->load_id = h->next_id++;
-  t->load_stored = t->stored_total;
-  t->load_stored_bytes = t->stored_bytes_total;
-  a->id = t->load_id;
-  a->after = t->cursor;
-  a->nafter = t->ncursor;
-  a->count = h->cfg.load_count;
-  return 1;
+  return emit_load(h, t, now);
 }
 
 static void pump(hints *h, uint64_t now) {
@@ -549,7 +614,9 @@ void hints_set_alive(hints *h, const char *host, int alive, uint64_t now_ms) {
   t->alive = !!alive;
   if (!alive) {
     forget(h, t);
+    t->next_sweep_at = now_ms + h->cfg.sweep_interval_ms;   /* note 8 */
   } else {
+    if (t->sweeping) forget(h, t);   /* note 8: its load is ignored */
     t->backoff_until = 0;
     t->backoff_ms = 0;
     t->next_pass_at = now_ms;
@@ -654,6 +721,7 @@ void hints_on_loaded(hints *h, uint64_t id, const hint_record *r, size_t n, int 
               strcmp(host, t->host) != 0 ||
               hint_value_decode(rec.val, rec.nval, &exp, &rec.e, &rec.ne) != 0;
     if (bad || (exp && exp <= wall_ms)) dead[ndead++] = rec;   /* dropped */
+    else if (t->sweeping) rec_free(&rec);                      /* note 8 */
     else win[nwin++] = rec;
   }
   if (end) t->pass_end = 1;
@@ -686,7 +754,9 @@ int hints_on_ack(hints *h, uint64_t id, int code, uint64_t now_ms) {
       hsend s = t->sends[k];
       t->sends[k] = t->sends[--t->nsends];
       int drop = 0;
-      if (code != 0 && s.n > 1) {
+      if (code != 0 && !hints_code_permanent(code)) {
+        /* note 7: temporary, the hint stays whatever the tries */
+      } else if (code != 0 && s.n > 1) {
         t->isolate = 1;                     /* note 7 */
       } else if (code != 0) {
         hrec *r = &s.recs[0];
@@ -705,8 +775,12 @@ int hints_on_ack(hints *h, uint64_t id, int code, uint64_t now_ms) {
         fail(h, t, now_ms);
       } else {
         if (code == 0) t->backoff_ms = 0;
-        t->npoison = 0;
-        t->poison_errors = 0;
+        /* note 7: only a success of the refused key itself clears it */
+        for (size_t j = 0; j < s.n; j++)
+          if (t->npoison == s.recs[j].nkey && !memcmp(t->poison, s.recs[j].key, t->npoison)) {
+            t->npoison = 0;
+            t->poison_errors = 0;
+          }
         emit_delete(h, t, s.recs, s.n, drop ? 0 : s.n, drop ? s.n : 0);
         for (size_t j = 0; j < s.n; j++) {
           trash(h, s.recs[j].key);
@@ -770,11 +844,10 @@ void hints_tick(hints *h, uint64_t now_ms) {
   empty_trash(h);
   for (size_t i = 0; i < h->nt; i++) {
     target *t = h->t[i];
+    int late = t->load_id && now_ms - t->load_at > h->cfg.send_timeout_ms;   /* note 9 */
     for (size_t k = 0; k < t->nsends; k++)
-      if (now_ms - t->sends[k].sent_ms > h->cfg.send_timeout_ms) {
-        fail(h, t, now_ms);
-        break;
-      }
+      if (now_ms - t->sends[k].sent_ms > h->cfg.send_timeout_ms) late = 1;
+    if (late) fail(h, t, now_ms);
   }
   pump(h, now_ms);
 }

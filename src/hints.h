@@ -31,14 +31,18 @@
 **       window --tokens > 0--> SEND (a batch, id) --hints_on_ack(0)-->
 **         DELETE its keys --hints_on_deleted--> counts go down
 **       expired hint in a loaded batch --> DELETE (counted expired)
-**       a batch refused (error answer) --> batches of one hint; one hint
-**         refused 3 times in a row --> DELETE (counted dropped)
+**       a batch refused (permanent error, hints_code_permanent) -->
+**         batches of one hint, one in flight; one hint refused 3 times in
+**         a row --> DELETE (counted dropped); a temporary error answer
+**         only backs off (the hint is kept)
 **       end of the range, nothing in flight --> a new pass from the start
 **         after a pause (hints stored meanwhile, or none left: IDLE)
 **     REPLAYING --ack error, send failure, send timeout,
 **                 target down--> BACKOFF (window and sends forgotten;
 **                 the next pass starts from the first hint not deleted)
 **     BACKOFF --backoff elapsed (hints_tick)--> REPLAYING
+**   WAITING --every sweep_interval_ms--> a sweep: LOADs over the range,
+**     expired hints DELETEd, nothing sent (hints.c note 8)
 **   any --hints_drop (target left the cluster)--> DROP action, IDLE
 **
 ** Invariants:
@@ -104,10 +108,18 @@ typedef struct hints_config {
   uint64_t backoff_min_ms;        /* first backoff (1 s), doubling */
   uint64_t backoff_max_ms;        /* (30 s) */
   uint64_t pass_pause_ms;         /* between passes over a range (1 s) */
+  uint64_t sweep_interval_ms;     /* expiry sweep of a target not alive
+                                     (1 h) */
 } hints_config;
 
 /* Fills the defaults above (no throttle, no cap, 3 h window). */
 void hints_config_init(hints_config *c);
+
+/* 1 when a replay answered with code is refused for good (the mutation
+** itself is bad: malformed, too big, too many siblings...): such a hint
+** may be dropped after repeated refusals. 0 for a temporary error (disk,
+** I/O, overload, shutdown, unknown codes): the hint is kept and retried. */
+int hints_code_permanent(int code);
 
 typedef enum hints_action_kind {
   HINTS_LOAD = 1,     /* read up to count hints of target, keys after
@@ -186,12 +198,14 @@ typedef struct hint_record {
 } hint_record;
 void hints_on_loaded(hints *h, uint64_t id, const hint_record *r, size_t n,
                      int end, uint64_t wall_ms, uint64_t now_ms);
-/* A LOAD failed (storage error): the target backs off. */
+/* A LOAD failed (storage error, or the owner could not start it): the
+** target backs off. A LOAD unanswered for send_timeout_ms fails too. */
 void hints_on_load_failed(hints *h, uint64_t id, uint64_t now_ms);
 
-/* The target answered SEND id with code (0: applied). Returns 1 when the
-** id was a send of this machine still in flight, 0 when unknown (a
-** forgotten send: ignored). */
+/* The target answered SEND id with code (0: applied; an error backs the
+** target off; see hints_code_permanent for what may drop a hint).
+** Returns 1 when the id was a send of this machine still in flight, 0
+** when unknown (a forgotten send: ignored). */
 int hints_on_ack(hints *h, uint64_t id, int code, uint64_t now_ms);
 
 /* Sending to target failed (connection): its sends in flight are lost. */

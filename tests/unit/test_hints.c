@@ -36,6 +36,7 @@ typedef struct world {
     int poison;                /* carries row world.poison_row */
   } sent[256];
   int poison_row;              /* the target refuses this row (-1: none) */
+  int poison_code;             /* with this code (CELLAR_EPROTO) */
   size_t nsent;
   uint64_t bytes_sent;
   size_t loads, deletes, drops, replayed, expired, dropped;
@@ -155,19 +156,27 @@ static size_t run(world *w, hints *h, uint64_t now, uint64_t wall) {
 }
 
 /* Acks (code) every recorded send, oldest first; returns how many. A send
-** carrying the poison row is answered CELLAR_EPROTO. */
-static size_t ack_all(world *w, hints *h, int code, uint64_t now, uint64_t wall) {
+** carrying the poison row is answered w->poison_code, after every other
+** send in flight when poison_last. */
+static size_t ack_order(world *w, hints *h, int code, uint64_t now, uint64_t wall,
+                        int poison_last) {
   size_t n = 0;
   while (w->nsent) {
-    uint64_t id = w->sent[0].id;
-    int poison = w->sent[0].poison;
-    memmove(&w->sent[0], &w->sent[1], (w->nsent - 1) * sizeof w->sent[0]);
+    size_t i = 0;
+    while (poison_last && i + 1 < w->nsent && w->sent[i].poison) i++;
+    uint64_t id = w->sent[i].id;
+    int poison = w->sent[i].poison;
+    memmove(&w->sent[i], &w->sent[i + 1], (w->nsent - i - 1) * sizeof w->sent[0]);
     w->nsent--;
-    hints_on_ack(h, id, poison ? CELLAR_EPROTO : code, now);
+    hints_on_ack(h, id, poison ? w->poison_code : code, now);
     n++;
     run(w, h, now, wall);
   }
   return n;
+}
+
+static size_t ack_all(world *w, hints *h, int code, uint64_t now, uint64_t wall) {
+  return ack_order(w, h, code, now, wall, 0);
 }
 
 /* Acks every send and lets time pass until target has no hint left (or
@@ -191,6 +200,7 @@ static void world_free(world *w) {
 static world *world_new(void) {
   world *w = calloc(1, sizeof *w);
   w->poison_row = -1;
+  w->poison_code = CELLAR_EPROTO;
   return w;
 }
 
@@ -610,6 +620,195 @@ static void test_poison_hint_dropped(void) {
   free(w);
 }
 
+/* Only a permanent refusal may drop a hint: a target answering a temporary
+** error (storage, I/O, overload, shutdown...) however often keeps the hint,
+** which replays once the target recovers (at ANY it may be the only copy
+** of an acknowledged write). */
+static void test_temporary_error_keeps_hint(void) {
+  CU_ASSERT_TRUE(hints_code_permanent(CELLAR_EPROTO));
+  CU_ASSERT_TRUE(hints_code_permanent(CELLAR_ESIBLINGS));
+  CU_ASSERT_TRUE(hints_code_permanent(CELLAR_ETOOBIG));
+  const int temporary[] = {CELLAR_ESTORAGE, CELLAR_EIO,       CELLAR_EOVERLOAD, CELLAR_ESHUTDOWN,
+                           CELLAR_ENOMEM,   CELLAR_ETIMEDOUT, CELLAR_EINTERNAL, -999};
+  for (size_t i = 0; i < sizeof temporary / sizeof temporary[0]; i++)
+    CU_ASSERT_FALSE(hints_code_permanent(temporary[i]));
+  world *w = world_new();
+  w->poison_row = 7;
+  w->poison_code = CELLAR_ESTORAGE;
+  hints *h = machine(0);
+  uint64_t now = 1000;
+  for (int i = 0; i < 30; i++) store(w, h, T1, WALL + (uint64_t)i, i, 0, now);
+  hints_set_alive(h, T1, 1, now);
+  run(w, h, now, WALL);
+  for (int i = 0; i < 40; i++) {
+    ack_all(w, h, 0, now, WALL);
+    now += 31000;                      /* past any backoff */
+    hints_tick(h, now);
+    run(w, h, now, WALL);
+  }
+  CU_ASSERT_EQUAL(w->dropped, 0);
+  CU_ASSERT(count_for(w, T1) >= 1);    /* row 7 at least, still on disk */
+  CU_ASSERT_EQUAL(w->applied[7], 0);
+  /* the target recovers: everything replays, row 7 included */
+  w->poison_row = -1;
+  now = settle(w, h, T1, now + 31000, WALL, 50);
+  CU_ASSERT_EQUAL(count_for(w, T1), 0);
+  for (int i = 0; i < 30; i++) CU_ASSERT(w->applied[i] >= 1);
+  hints_target_stats s;
+  hints_target_find(h, T1, &s);
+  CU_ASSERT_EQUAL(s.dropped, 0);
+  hints_free(h);
+  world_free(w);
+  free(w);
+}
+
+/* The refused hint is found even when answers come in any order and hints
+** keep arriving: while isolating, one send is in flight, and only a
+** success of that same hint clears its refusals. */
+static void test_poison_hint_acks_out_of_order(void) {
+  world *w = world_new();
+  w->poison_row = 7;
+  hints *h = machine(0);
+  uint64_t now = 1000;
+  int row = 0;
+  for (; row < 30; row++) store(w, h, T1, WALL + (uint64_t)row, row, 0, now);
+  hints_set_alive(h, T1, 1, now);
+  run(w, h, now, WALL);
+  for (int i = 0; i < 60 && w->dropped == 0; i++) {
+    ack_order(w, h, 0, now, WALL, 1);  /* the refused hint answered last */
+    for (int k = 0; k < 3; k++, row++) store(w, h, T1, WALL + 1000 + (uint64_t)row, row, 0, now);
+    now += 31000;
+    hints_tick(h, now);
+    run(w, h, now, WALL);
+  }
+  CU_ASSERT_EQUAL(w->dropped, 1);
+  CU_ASSERT_EQUAL(w->applied[7], 0);
+  w->poison_row = -1;
+  now = settle(w, h, T1, now, WALL, 80);
+  CU_ASSERT_EQUAL(count_for(w, T1), 0);
+  for (int i = 0; i < row; i++) CU_ASSERT(i == 7 ? w->applied[i] == 0 : w->applied[i] >= 1);
+  hints_free(h);
+  world_free(w);
+  free(w);
+}
+
+/* Stores a hint carrying row with a value of vbytes bytes. */
+static void store_big(world *w, hints *h, const char *target, uint64_t created, int row,
+                      size_t vbytes, uint64_t now) {
+  char key[32];
+  snprintf(key, sizeof key, "r%05d", row);
+  uint8_t *val = calloc(1, vbytes);
+  storage_entry e = {CBYTES(key, strlen(key)), CBYTES(val, vbytes)};
+  hkv *x = &w->kv[w->n++];
+  x->nk = hint_key_encode(target, created, w->seq++, x->k);
+  x->v = hint_value_encode(0, &e, 1, &x->nv);
+  free(val);
+  qsort(w->kv, w->n, sizeof *w->kv, kv_cmp);
+  hints_on_stored(h, target, x->nk + x->nv, 1, 0, now);
+}
+
+/* A fast throttle (100 MB/s) refills by elapsed time, not a full bucket
+** per refill: 20 ms after the bucket went 2 MB into debt it is back near
+** 0, and no third batch goes until the debt is paid. */
+static void test_throttle_fast_rate(void) {
+  world *w = world_new();
+  hints_config c;
+  hints_config_init(&c);
+  c.throttle_bytes_per_s = 100000000;  /* burst: 0.1 s = 10 MB */
+  c.batch_bytes = 8u << 20;            /* one hint per batch */
+  hints *h = NULL;
+  CU_ASSERT_EQUAL_FATAL(hints_new(&c, &h), 0);
+  uint64_t now = 1000;
+  for (int i = 0; i < 3; i++) store_big(w, h, T1, WALL + (uint64_t)i, i, 6000000, now);
+  hints_set_alive(h, T1, 1, now);
+  run(w, h, now, WALL);
+  CU_ASSERT_EQUAL(w->nsent, 2);        /* 12 MB out of a 10 MB bucket */
+  int64_t debt = hints_tokens(h);
+  CU_ASSERT(debt < -1990000 && debt > -2010000);
+  hints_tick(h, now + 20);             /* +2 MB */
+  run(w, h, now + 20, WALL);
+  CU_ASSERT_EQUAL(w->nsent, 2);
+  CU_ASSERT(hints_tokens(h) <= 0 && hints_tokens(h) > -10000);
+  hints_tick(h, now + 40);
+  run(w, h, now + 40, WALL);
+  CU_ASSERT_EQUAL(w->nsent, 3);
+  hints_free(h);
+  world_free(w);
+  free(w);
+}
+
+/* A target that stays down still loses its expired hints: every
+** sweep_interval_ms a sweep loads its range and deletes what expired,
+** sending nothing. */
+static void test_expiry_while_down(void) {
+  world *w = world_new();
+  hints_config c;
+  hints_config_init(&c);
+  c.batch_bytes = 1024;
+  c.load_count = 16;
+  c.sweep_interval_ms = 60000;
+  hints *h = NULL;
+  CU_ASSERT_EQUAL_FATAL(hints_new(&c, &h), 0);
+  uint64_t now = 1000;
+  for (int i = 0; i < 30; i++)
+    store(w, h, T1, WALL + (uint64_t)i, i, i % 3 == 0 ? WALL + 5 : 0, now);
+  hints_tick(h, now + 30000);
+  CU_ASSERT_EQUAL(run(w, h, now + 30000, WALL + 10), 0);   /* not yet */
+  hints_tick(h, now + 61000);
+  run(w, h, now + 61000, WALL + 10);
+  CU_ASSERT_EQUAL(w->nsent, 0);
+  CU_ASSERT_EQUAL(w->expired, 10);
+  CU_ASSERT_EQUAL(count_for(w, T1), 20);
+  hints_target_stats s;
+  hints_target_find(h, T1, &s);
+  CU_ASSERT_EQUAL(s.count, 20);
+  CU_ASSERT_EQUAL(s.expired, 10);
+  CU_ASSERT_EQUAL(s.state, HINTS_WAITING);
+  /* the sweep is over: no load until the next interval */
+  size_t loads = w->loads;
+  hints_tick(h, now + 62000);
+  run(w, h, now + 62000, WALL + 10);
+  CU_ASSERT_EQUAL(w->loads, loads);
+  /* up: the rest replays */
+  now += 63000;
+  hints_set_alive(h, T1, 1, now);
+  run(w, h, now, WALL + 10);
+  settle(w, h, T1, now, WALL + 10, 20);
+  CU_ASSERT_EQUAL(count_for(w, T1), 0);
+  for (int i = 0; i < 30; i++) CU_ASSERT_EQUAL(w->applied[i], i % 3 == 0 ? 0 : 1);
+  hints_free(h);
+  world_free(w);
+  free(w);
+}
+
+/* A LOAD the owner never answers (it could not start it) fails after
+** send_timeout_ms: the target loads again after its backoff. */
+static void test_lost_load_retried(void) {
+  world *w = world_new();
+  hints *h = machine(0);
+  uint64_t now = 1000;
+  for (int i = 0; i < 10; i++) store(w, h, T1, WALL + (uint64_t)i, i, 0, now);
+  hints_set_alive(h, T1, 1, now);
+  hints_action a;
+  CU_ASSERT_EQUAL_FATAL(hints_next(h, &a), 1);
+  CU_ASSERT_EQUAL(a.kind, HINTS_LOAD);
+  CU_ASSERT_EQUAL(hints_next(h, &a), 0);     /* lost */
+  hints_tick(h, now + 5000);
+  CU_ASSERT_EQUAL(run(w, h, now + 5000, WALL), 0);
+  now += 10001;                              /* send_timeout_ms */
+  hints_tick(h, now);
+  run(w, h, now, WALL);
+  now = settle(w, h, T1, now, WALL, 20);
+  CU_ASSERT_EQUAL(count_for(w, T1), 0);
+  hints_target_stats s;
+  hints_target_find(h, T1, &s);
+  CU_ASSERT_EQUAL(s.count, 0);
+  CU_ASSERT(s.failures >= 1);
+  hints_free(h);
+  world_free(w);
+  free(w);
+}
+
 /* The hints column family (storage.h): batch put/delete, prefix scans from
 ** a key (exclusive), drop of one target's range; all of it survives a
 ** reopen. */
@@ -710,6 +909,11 @@ int main(int argc, char **argv) {
     {"throttle_shared", test_throttle_shared},
     {"drop_and_store_during_replay", test_drop_and_store_during_replay},
     {"poison_hint_dropped", test_poison_hint_dropped},
+    {"temporary_error_keeps_hint", test_temporary_error_keeps_hint},
+    {"poison_hint_acks_out_of_order", test_poison_hint_acks_out_of_order},
+    {"throttle_fast_rate", test_throttle_fast_rate},
+    {"expiry_while_down", test_expiry_while_down},
+    {"lost_load_retried", test_lost_load_retried},
     {"storage_hints_cf", test_storage_hints_cf},
     {"settings", test_settings},
     {NULL, NULL}};
