@@ -31,10 +31,11 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   secs=${FUZZ_SECONDS:-60}
   echo "== fuzz (libFuzzer, ${secs}s per target)"
   CC=clang cmake -S . -B build-fuzz -DCELLAR_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build-fuzz --target fuzz_frame fuzz_peer fuzz_dvv -j"$jobs"
+  cmake --build build-fuzz --target fuzz_frame fuzz_peer fuzz_dvv fuzz_hints -j"$jobs"
   # fuzz_frame: client frames and messages; fuzz_peer: gossip and schema sync;
-  # fuzz_dvv: version sets and client contexts (decode, re-encode, merge laws)
-  for t in frame:corpus peer:corpus-peer dvv:corpus-dvv; do
+  # fuzz_dvv: version sets and client contexts (decode, re-encode, merge laws);
+  # fuzz_hints: hint keys and values as read back from RocksDB, and replay
+  for t in frame:corpus peer:corpus-peer dvv:corpus-dvv hints:corpus-hints; do
     name=${t%%:*}
     seeds=${t#*:}
     run=build-fuzz/corpus-run-$name
