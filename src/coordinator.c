@@ -228,6 +228,7 @@ typedef struct rep {
   uint8_t failed;         /* answered an error */
   uint8_t hinted;         /* STORE_HINT emitted */
   uint8_t hint_stored;    /* ANY: the owner stored it */
+  uint8_t hint_failed;    /* ANY: the owner could not store it */
   uint8_t has_digest, has_data, data_asked;
   uint8_t repair_sent, repair_acked;
   uint8_t digest[COORD_DIGEST_LEN];
@@ -505,6 +506,25 @@ int coord_on_hint_stored(coord *c, uint32_t i) {
   if (!r->hinted || r->hint_stored) return ignored(c);
   r->hint_stored = 1;
   cl_tracker_ack(&c->t, i);
+  write_settle(c);
+  return 1;
+}
+
+int coord_on_hint_failed(coord *c, uint32_t i, int code) {
+  if (c->state == COORD_DONE || c->kind != KIND_WRITE || !c->any || i >= c->n)
+    return ignored(c);
+  rep *r = &c->reps[i];
+  if (!r->hinted || r->hint_stored || r->hint_failed) return ignored(c);
+  r->hint_failed = 1;
+  /* hinted before the deadline: never asked, or it failed; nothing of it
+  ** can count now, so the client need not wait for the deadline */
+  cl_tracker_exclude(&c->t, i);
+  if (!c->answered && !cl_tracker_reachable(&c->t)) {
+    char d[160];
+    cl_tracker_describe(&c->t, "acks", d, sizeof d);
+    answer(c, CELLAR_EUNAVAILABLE, NULL, 0, "failed: %s (no replica reached, no hint stored: %s)",
+           d, cellar_strerror(code < 0 ? code : CELLAR_EINTERNAL));
+  }
   write_settle(c);
   return 1;
 }

@@ -183,6 +183,10 @@ int coord_next(coord *c, coord_action *out);
 ** coord_on_error: the replica answered code (< 0) instead.
 ** coord_on_hint_stored: the hint emitted for the replica is durable
 **   (counts for ANY; ignored otherwise).
+** coord_on_hint_failed: the hint emitted for the replica was refused or
+**   could not be written (code < 0). At ANY it cannot count: when no
+**   replica or hint can meet the level any more the client gets
+**   CELLAR_EUNAVAILABLE at once, not a timeout (ignored below ANY).
 ** coord_on_digest / coord_on_data: a read answer. Data cells are copied
 **   (any order; a key given twice keeps its cell_merge winner).
 ** coord_on_timeout: the deadline passed. Call it once at the deadline
@@ -191,6 +195,7 @@ int coord_next(coord *c, coord_action *out);
 int coord_on_ack(coord *c, uint32_t replica);
 int coord_on_error(coord *c, uint32_t replica, int code);
 int coord_on_hint_stored(coord *c, uint32_t replica);
+int coord_on_hint_failed(coord *c, uint32_t replica, int code);
 int coord_on_digest(coord *c, uint32_t replica,
                     const uint8_t digest[COORD_DIGEST_LEN]);
 int coord_on_data(coord *c, uint32_t replica, const coord_cell *cells,

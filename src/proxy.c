@@ -20,17 +20,20 @@
 **     The request stays alive (a job) until the hint is written: at ANY
 **     the write counts it then (coord_on_hint_stored). Hints for this node
 **     itself are not kept, nor any when no handoff is set (counted in
-**     hints_dropped). REPLICA_ACKs of no request go to the handoff: they
-**     answer its replays.
+**     hints_dropped). A hint not stored (refused, failed, or not kept)
+**     is reported too (coord_on_hint_failed): an ANY write with no
+**     replica and no hint gets CELLAR_EUNAVAILABLE at once instead of
+**     waiting for its timeout. REPLICA_ACKs of no request go to the
+**     handoff: they answer its replays.
+**  5. Short reads: a replica whose slice answer was cut by the limit says
+**     so (more). Past its last entry the merge knows nothing of what that
+**     replica holds, so the answer keeps only entries up to the smallest
+**     such last key and tells the client more rows remain.
 **  6. A failed connection to a replica is news before the failure
 **     detector (which needs ~18 silent gossip rounds) has any: requests
 **     waiting on it get an error at once (proxy_on_peer_failed), and new
 **     requests treat it as down for a few seconds (peer_failing), so a
 **     killed node costs a client error it can retry, not a timeout.
-**  5. Short reads: a replica whose slice answer was cut by the limit says
-**     so (more). Past its last entry the merge knows nothing of what that
-**     replica holds, so the answer keeps only entries up to the smallest
-**     such last key and tells the client more rows remain.
 **
 **  7. Siblings tables (docs/versions.md): the coordinator of a write is a
 **     replica, so that only replicas mint dots. On a replica the client's
@@ -414,8 +417,9 @@ static void hint_stored(void *arg, int rc) {
   hint_job *hj = arg;
   preq *r = hj->r;
   r->jobs--;
-  if (rc == 0 && r->co && !coord_finished(r->co)) {
-    coord_on_hint_stored(r->co, hj->replica);
+  if (r->co && !coord_finished(r->co)) {
+    if (rc == 0) coord_on_hint_stored(r->co, hj->replica);
+    else coord_on_hint_failed(r->co, hj->replica, rc);   /* design note 4 */
     drain(r);
   }
   free(hj);
@@ -427,6 +431,7 @@ static void store_hint(preq *r, const coord_action *a) {
   proxy *p = r->p;
   if (p->ho == NULL || a->replica >= r->nrep || r->reps[a->replica].is_self) {
     p->stats.hints_dropped++;
+    coord_on_hint_failed(r->co, a->replica, CELLAR_EUNAVAILABLE);
     return;
   }
   storage_entries cells;
@@ -450,7 +455,10 @@ static void store_hint(preq *r, const coord_action *a) {
       free(hj);
     }
   }
-  if (hj == NULL || rc) p->stats.hints_dropped++;
+  if (hj == NULL || rc) {
+    p->stats.hints_dropped++;
+    coord_on_hint_failed(r->co, a->replica, rc ? rc : CELLAR_ENOMEM);
+  }
   storage_entries_free(&cells);
 }
 

@@ -181,13 +181,16 @@ static void test_cluster(void) {
   cellar_table_options_init(&lww);
   lww.conflict_policy = "lww";
   CU_ASSERT_EQUAL_FATAL(cellar_create_table(c0, "ks1", "t", &lww, 0, NULL), 0);
+  /* ks1.g: gc_grace 0, so no hint is ever stored for it */
+  lww.gc_grace_seconds = 0;
+  CU_ASSERT_EQUAL_FATAL(cellar_create_table(c0, "ks1", "g", &lww, 0, NULL), 0);
   cellar_close(c0);
   for (int i = 0; i < N; i++) {
     int ok = 0;
     for (int t = 0; t < 100 && !ok; t++) {
       cellar_client_t *ci = alone(i);
       cellar_result_t *d = NULL;
-      ok = cellar_describe(ci, "ks1", &d) == 0 && cellar_result_table_count(d) == 1;
+      ok = cellar_describe(ci, "ks1", &d) == 0 && cellar_result_table_count(d) == 2;
       cellar_result_free(d);
       cellar_close(ci);
       if (!ok) usleep(100000);
@@ -290,7 +293,9 @@ static void test_coordinator_crash_mid_replay(void) {
 }
 
 /* ANY with every replica down succeeds once the hint is stored; the hint
-** reaches the replica when it is back. */
+** reaches the replica when it is back. A hint that cannot be stored (a
+** gc_grace 0 table) fails the ANY write at once with UNAVAILABLE, not
+** with a timeout. */
 static void test_any_with_replicas_down(void) {
   CU_ASSERT_EQUAL_FATAL(harness_wait_all_up(nodes, N, 60), 0);
   cellar_client_t *c = alone(0);
@@ -309,6 +314,12 @@ static void test_any_with_replicas_down(void) {
   CU_ASSERT_EQUAL(harness_put(c, "ks1", "t", key, "any", CELLAR_CL_ANY, msg, sizeof msg), 0);
   printf("\n  ANY with the only replica down: ok");
   CU_ASSERT(backlog(0) >= 1);
+  double t0 = now_s();
+  int rc = harness_put(c, "ks1", "g", key, "none", CELLAR_CL_ANY, msg, sizeof msg);
+  double took = now_s() - t0;
+  printf("\n  ANY with no replica and no hint: %s after %.2f s (%s)", cellar_strerror(rc), took,
+         msg);
+  CU_ASSERT_EQUAL(rc, CELLAR_EUNAVAILABLE);
   cellar_close(c);
   CU_ASSERT_EQUAL_FATAL(start_node(2, "0"), 0);
   CU_ASSERT_FATAL(wait_backlog_zero(0, 60) >= 0);

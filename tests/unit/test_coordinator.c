@@ -560,11 +560,57 @@ static void test_write_any(void) {
   CU_ASSERT_STRING_EQUAL(a->message, "timed out: ANY required 1 acks, got 0");
   coord_free(c);
 
-  /* a stored hint means nothing below ANY */
+  /* ANY, every replica down: hints that could not be stored answer
+  ** UNAVAILABLE at once, once none is left that could count */
+  reps_simple(r, 3, 0x7);
+  CU_ASSERT_EQUAL_FATAL(coord_write_new(&cfg, &c), 0);
+  drain(c, &x);
+  CU_ASSERT_EQUAL(coord_on_hint_failed(c, 0, CELLAR_ETOOBIG), 1);
+  CU_ASSERT_EQUAL(coord_on_hint_failed(c, 0, CELLAR_ETOOBIG), 0);
+  CU_ASSERT_EQUAL(coord_on_hint_failed(c, 2, CELLAR_ESTORAGE), 1);
+  drain(c, &x);
+  CU_ASSERT_EQUAL(x.n, 0);
+  CU_ASSERT_EQUAL(coord_on_hint_failed(c, 1, CELLAR_EUNAVAILABLE), 1);
+  drain(c, &x);
+  a = find(&x, COORD_ANSWER, UINT32_MAX);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  CU_ASSERT_EQUAL(a->code, CELLAR_EUNAVAILABLE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(a->message, "no hint stored"));
+  CU_ASSERT_TRUE(coord_finished(c));
+  coord_free(c);
+  /* one hint failed, another stored: the write succeeds */
+  CU_ASSERT_EQUAL_FATAL(coord_write_new(&cfg, &c), 0);
+  drain(c, &x);
+  coord_on_hint_failed(c, 0, CELLAR_ETOOBIG);
+  coord_on_hint_stored(c, 1);
+  drain(c, &x);
+  a = find(&x, COORD_ANSWER, UINT32_MAX);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  CU_ASSERT_EQUAL(a->code, 0);
+  coord_free(c);
+  /* an alive replica that failed, the others' hints failed: UNAVAILABLE */
+  reps_simple(r, 3, 0x6);
+  CU_ASSERT_EQUAL_FATAL(coord_write_new(&cfg, &c), 0);
+  drain(c, &x);
+  coord_on_error(c, 0, CELLAR_EOVERLOAD);
+  coord_on_hint_failed(c, 1, CELLAR_ETOOBIG);
+  coord_on_hint_failed(c, 2, CELLAR_ETOOBIG);
+  drain(c, &x);
+  CU_ASSERT_EQUAL(count_kind(&x, COORD_ANSWER), 0);   /* 0's hint may land */
+  coord_on_hint_failed(c, 0, CELLAR_ESHUTDOWN);
+  drain(c, &x);
+  a = find(&x, COORD_ANSWER, UINT32_MAX);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  CU_ASSERT_EQUAL(a->code, CELLAR_EUNAVAILABLE);
+  coord_free(c);
+  reps_simple(r, 3, 0x1);
+
+  /* a stored or failed hint means nothing below ANY */
   cfg.level = CELLAR_CL_ONE;
   CU_ASSERT_EQUAL_FATAL(coord_write_new(&cfg, &c), 0);
   drain(c, &x);
   CU_ASSERT_EQUAL(coord_on_hint_stored(c, 0), 0);
+  CU_ASSERT_EQUAL(coord_on_hint_failed(c, 0, CELLAR_ETOOBIG), 0);
   drain(c, &x);
   CU_ASSERT_EQUAL(x.n, 0);
   coord_free(c);
