@@ -307,6 +307,7 @@ int main(int argc, char **argv) {
   eng.rp = n.rp;
   cluster_set_handler(n.cl, on_peer_frame, &n);
   cluster_set_fail_handler(n.cl, proxy_on_peer_failed, px);
+  cluster_set_fail_handler(n.cl, repair_on_peer_failed, n.rp);
   cluster_set_bootstrap(n.cl, bootstrap, &n);
   rc = server_new(n.loop, &cfg, &eng, &n.srv);
   if (rc == 0) server_set_proxy(n.srv, px);

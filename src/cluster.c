@@ -116,8 +116,9 @@ struct cluster {
   peer *pr;
   cluster_frame_fn other_fn;   /* replication frames */
   void *other_arg;
-  void (*fail_fn)(void *, const char *);
-  void *fail_arg;
+  void (*fail_fn[CL_MAX_FAIL_FNS])(void *, const char *);   /* fanned out */
+  void *fail_arg[CL_MAX_FAIL_FNS];
+  size_t nfail;
   cluster_bootstrap_fn boot_fn;
   void *boot_arg;
   cluster_range *plan;         /* to hand to boot_fn once c->mu is released */
@@ -1426,12 +1427,18 @@ int cluster_new(const cluster_options *o, cluster **out) {
   return 0;
 }
 
+/* peer's failure callback: every handler hears of it (proxy, repair) */
+static void on_peer_failed(void *arg, const char *addr) {
+  cluster *c = arg;
+  for (size_t i = 0; i < c->nfail; i++) c->fail_fn[i](c->fail_arg[i], addr);
+}
+
 int cluster_start(cluster *c) {
   int rc = peer_new(c->loop, c->cfg->max_frame_bytes, 64u << 20, on_peer_frame, c, &c->pr);
   if (rc) return rc;
   rc = peer_listen(c->pr, c->cfg->peer_host, c->cfg->peer_port);
   if (rc) return rc;
-  if (c->fail_fn) peer_set_fail_cb(c->pr, c->fail_fn, c->fail_arg);
+  peer_set_fail_cb(c->pr, on_peer_failed, c);
   uv_timer_init(c->loop, &c->timer);
   c->timer.data = c;
   uv_async_init(c->loop, &c->schema_async, on_schema_async);
@@ -1758,7 +1765,10 @@ int cluster_peer_failing(cluster *c, const char *addr) {
 }
 
 void cluster_set_fail_handler(cluster *c, void (*fn)(void *arg, const char *addr), void *arg) {
-  c->fail_fn = fn;
-  c->fail_arg = arg;
-  if (c->pr) peer_set_fail_cb(c->pr, fn, arg);
+  if (c->nfail == CL_MAX_FAIL_FNS) {
+    log_error("cluster: too many peer failure handlers");
+    return;
+  }
+  c->fail_fn[c->nfail] = fn;
+  c->fail_arg[c->nfail++] = arg;
 }

@@ -141,7 +141,10 @@ void cluster_set_handler(cluster *c, cluster_frame_fn fn, void *arg);
 /* A connection to this peer address failed lately (peer.h's
 ** peer_failing; loop thread only). */
 int cluster_peer_failing(cluster *c, const char *addr);
-/* fn(arg, addr) when the connection to a peer fails (loop thread). */
+/* Adds fn: fn(arg, addr) when the connection to a peer fails (loop
+** thread). Every handler added is called, in order (at most
+** CL_MAX_FAIL_FNS). */
+#define CL_MAX_FAIL_FNS 4
 void cluster_set_fail_handler(cluster *c, void (*fn)(void *arg, const char *addr),
                               void *arg);
 

@@ -122,6 +122,19 @@ int merkle_truncate(merkle_tree *t, unsigned depth) {
   return 0;
 }
 
+int merkle_deepen_empty(merkle_tree *t, unsigned depth) {
+  if (depth <= t->depth) return 0;
+  if (depth > MERKLE_MAX_DEPTH) return CELLAR_EINVAL;
+  for (size_t i = 0; i < ((size_t)1 << t->depth); i++)
+    if (t->leaves[i].partitions || t->leaves[i].hash) return CELLAR_EINVAL;
+  merkle_leaf *nl = calloc((size_t)1 << depth, sizeof *nl);
+  if (nl == NULL) return CELLAR_ENOMEM;
+  free(t->leaves);
+  t->leaves = nl;
+  t->depth = depth;
+  return 0;
+}
+
 uint64_t merkle_root(const merkle_tree *t) {
   merkle_tree c = *t;
   c.leaves = malloc(((size_t)1 << t->depth) * sizeof *c.leaves);

@@ -81,6 +81,14 @@ int merkle_add(merkle_tree *t, int64_t token, uint64_t digest,
 ** one. 0 or CELLAR_ENOMEM (t unchanged). */
 int merkle_truncate(merkle_tree *t, unsigned depth);
 
+/* Deepens a tree that holds no partition (all its leaves empty: the same
+** tree at any depth) to depth; a no-op when depth <= t->depth. A replica
+** with nothing in the range cuts its tree to depth 0, and comparing the
+** others' trees at that depth would make a single leaf of the whole range
+** (repair_plan_trees deepens it instead). 0, CELLAR_EINVAL (a partition
+** in t, or depth above MERKLE_MAX_DEPTH), CELLAR_ENOMEM (t unchanged). */
+int merkle_deepen_empty(merkle_tree *t, unsigned depth);
+
 /* The root hash (0: no partition at all). */
 uint64_t merkle_root(const merkle_tree *t);
 

@@ -18,6 +18,13 @@
 **   5. Nothing is sent while r->mu is held: a frame to this node itself is
 **      delivered at once (cluster_send) and may come back here, so frames
 **      wait in r->out and go after the unlock (flush_out).
+**   6. No range waits for an answer that cannot come: a request that
+**      cannot be sent fails its range (flush_out), so does the loss of the
+**      connection to a replica it waits for (repair_on_peer_failed), and a
+**      replica that cannot build or send an answer answers an error.
+**   7. Ids start at a random value at every start, and answers echo the
+**      table (and trees their range): an answer to a request of this
+**      node's previous run is not taken for one of this run's.
 */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,6 +56,7 @@ typedef struct rep {
   char host_id[40];
   char addr[80];
   int got;
+  int reasked;                 /* asked again for a deeper tree */
   merkle_tree tree;
   wire_repair_reply rows;      /* ROWS answer, kept until the task ends */
 } rep;
@@ -59,6 +67,7 @@ typedef struct order {
   uint64_t id;
   cluster_range *r;
   size_t n, cap;
+  uint64_t bytes, rows;        /* what its pulls move: counted once done */
   int done;
 } order;
 
@@ -82,6 +91,8 @@ typedef struct task {
 /* A frame to send once r->mu is released (invariant 5). */
 typedef struct outmsg {
   char addr[80];
+  uint64_t id;                 /* the request or order: its range fails
+                                  when the frame cannot be sent */
   unsigned type;
   uint8_t *p;
   size_t n;
@@ -123,7 +134,8 @@ int repair_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl, rep
   r->cfg = cfg;
   r->eng = eng;
   r->cl = cl;
-  r->next_id = 1;
+  /* invariant 7: a random start, below REPAIR_ID_BIT */
+  r->next_id = (clock_random64() & ~REPAIR_ID_BIT) | 1;
   pthread_mutex_init(&r->mu, NULL);
   *out = r;
   return 0;
@@ -132,7 +144,8 @@ int repair_new(uv_loop_t *loop, const config *cfg, engine *eng, cluster *cl, rep
 typedef struct build_job build_job;
 
 /* Caller holds r->mu (or is the loop thread). Takes ownership of p. */
-static void do_queue(repair *r, const char *addr, unsigned type, uint8_t *p, size_t n) {
+static void do_queue(repair *r, const char *addr, unsigned type, uint8_t *p, size_t n,
+                     uint64_t id) {
   outmsg *no = p ? realloc(r->out, (r->nout + 1) * sizeof *no) : NULL;
   if (no == NULL) {   /* lost: the task times out */
     free(p);
@@ -141,10 +154,13 @@ static void do_queue(repair *r, const char *addr, unsigned type, uint8_t *p, siz
   r->out = no;
   outmsg *m = &r->out[r->nout++];
   snprintf(m->addr, sizeof m->addr, "%s", addr);
+  m->id = id;
   m->type = type;
   m->p = p;
   m->n = n;
 }
+
+static void send_failed(repair *r, const outmsg *m, int rc);
 
 /* Loop thread, r->mu not held. Frames queued while sending go too. */
 static void flush_out(repair *r) {
@@ -154,8 +170,9 @@ static void flush_out(repair *r) {
     r->out = NULL;
     r->nout = 0;
     for (size_t i = 0; i < n; i++) {
-      if (!r->stopping) cluster_send(r->cl, batch[i].addr, batch[i].type, 0, batch[i].p,
-                                     batch[i].n);
+      int rc = r->stopping ? 0 : cluster_send(r->cl, batch[i].addr, batch[i].type, 0,
+                                              batch[i].p, batch[i].n);
+      if (rc) send_failed(r, &batch[i], rc);   /* invariant 6 */
       free(batch[i].p);
     }
     free(batch);
@@ -254,6 +271,10 @@ static int flush_partition(build_job *j) {
     j->partitions++;
     if (j->is_tree) {
       rc = merkle_add(&j->tree, tok, digest, bytes);
+    } else if (j->nparts == REPAIR_NARROW_MAX) {
+      /* one more than a list may hold: stop reading, the coordinator
+      ** streams the leaves whole instead (no use scanning on) */
+      rc = CELLAR_ETOOBIG;
     } else {
       if (j->nparts == j->cap) {
         size_t nc = j->cap ? 2 * j->cap : 256;
@@ -343,14 +364,20 @@ static void build_work(uv_work_t *w) {
     j->i++;
   }
   j->finished = 1;
-  if (rc == 0 && j->is_tree) rc = merkle_truncate(&j->tree, merkle_depth_for(j->partitions));
+  if (rc == 0 && j->is_tree) {
+    /* the depth its own count suggests, or deeper if asked (the coordinator
+    ** compares at one depth: repair_trees_shallow) */
+    unsigned d = merkle_depth_for(j->partitions);
+    if (j->q.depth > d) d = j->q.depth < MERKLE_MAX_DEPTH ? j->q.depth : MERKLE_MAX_DEPTH;
+    rc = merkle_truncate(&j->tree, d);
+  }
   uint8_t *tree = NULL;
   size_t ntree = 0;
   if (rc == 0 && j->is_tree && (tree = merkle_encode(&j->tree, &ntree)) == NULL)
     rc = CELLAR_ENOMEM;
-  if (rc == 0 && !j->is_tree && j->nparts > REPAIR_NARROW_MAX) rc = CELLAR_ETOOBIG;
   j->rc = rc;
-  wire_repair_reply a = {.id = j->q.id, .host_id = cluster_host_id(r->cl), .code = rc,
+  wire_repair_reply a = {.id = j->q.id, .table_id = j->q.table_id,
+                         .host_id = cluster_host_id(r->cl), .code = rc,
                          .message = rc ? cellar_strerror(rc) : "", .tree = CBYTES(tree, ntree),
                          .n = rc ? 0 : j->nparts, .parts = j->parts};
   j->out = wire_repair_reply_encode(&a, &j->outlen);
@@ -372,6 +399,23 @@ static void build_free(build_job *j) {
 
 static void build_done(uv_work_t *w, int status);
 
+/* Loop thread. Answers j's request with the error code alone (invariant 6:
+** the build cannot run, or its answer cannot be sent, e.g. too large for a
+** frame): the coordinator fails the range at once instead of waiting. */
+static void answer_error(repair *r, build_job *j, int code) {
+  wire_repair_reply a = {.id = j->q.id, .table_id = j->q.table_id,
+                         .host_id = cluster_host_id(r->cl), .code = code,
+                         .message = cellar_strerror(code)};
+  size_t n = 0;
+  uint8_t *p = wire_repair_reply_encode(&a, &n);
+  int rc = p ? cluster_send(r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY
+                                                          : FRAME_REPAIR_ROWS_REPLY,
+                            0, p, n)
+             : CELLAR_ENOMEM;
+  if (rc) log_warn("repair: cannot answer %s either: %s", j->q.from, cellar_strerror(rc));
+  free(p);
+}
+
 /* Loop thread: runs the next chunk of j now, or parks it until the scan
 ** throttle allows. */
 static void build_next(build_job *j) {
@@ -387,7 +431,11 @@ static void build_next(build_job *j) {
     return;
   }
   j->work.data = j;
-  if (uv_queue_work(r->loop, &j->work, build_work, build_done) != 0) build_free(j);
+  if (uv_queue_work(r->loop, &j->work, build_work, build_done) != 0) {
+    log_warn("repair: cannot queue a scan for %s", j->q.from);
+    answer_error(r, j, CELLAR_EINTERNAL);
+    build_free(j);
+  }
 }
 
 static void build_done(uv_work_t *w, int status) {
@@ -407,9 +455,17 @@ static void build_done(uv_work_t *w, int status) {
   if (j->rc) log_warn("repair: cannot answer %s for table %016" PRIx64 ": %s",
                       j->is_tree ? "a tree request" : "a digest request", j->q.table_id,
                       cellar_strerror(j->rc));
-  if (j->out && !r->stopping)
-    cluster_send(r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY : FRAME_REPAIR_ROWS_REPLY,
-                 0, j->out, j->outlen);
+  if (!r->stopping) {
+    int rc = j->out ? cluster_send(r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY
+                                                                 : FRAME_REPAIR_ROWS_REPLY,
+                                   0, j->out, j->outlen)
+                    : CELLAR_ENOMEM;
+    if (rc) {
+      log_warn("repair: cannot send the answer to %s (%zu bytes): %s", j->q.from, j->outlen,
+               cellar_strerror(rc));
+      answer_error(r, j, rc);
+    }
+  }
   build_free(j);
 }
 
@@ -490,20 +546,23 @@ static void do_task_done(repair *r, task *t) {
   task_clear(t);
 }
 
-/* Caller holds r->mu. */
-static void do_send_request(repair *r, task *t, unsigned type, int64_t (*ranges)[2], size_t n) {
+/* Caller holds r->mu. Sends the request to every replica (only: NULL) or
+** to those with only[i] set; depth: a tree's least depth. */
+static void do_send_request(repair *r, task *t, unsigned type, int64_t (*ranges)[2], size_t n,
+                            unsigned depth, const uint8_t *only) {
   t->req_id = REPAIR_ID_BIT | r->next_id++;
   t->deadline_ns = now_ns() + (uint64_t)REPAIR_TIMEOUT_MS * 1000000;
   wire_repair_req q = {.id = t->req_id, .from = cluster_peer_addr(r->cl),
                        .cluster = cluster_name(r->cl), .table_id = t->table_id, .n = n,
-                       .r = ranges};
+                       .r = ranges, .depth = depth};
   size_t len = 0;
   uint8_t *p = wire_repair_req_encode(&q, &len);
   for (size_t i = 0; i < t->nreps; i++) {
+    if (only && !only[i]) continue;
     t->reps[i].got = 0;
     uint8_t *c = p ? malloc(len ? len : 1) : NULL;
     if (c) memcpy(c, p, len);
-    do_queue(r, t->reps[i].addr, type, c, len);
+    do_queue(r, t->reps[i].addr, type, c, len, t->req_id);
   }
   free(p);
 }
@@ -532,12 +591,13 @@ static void do_task_start(repair *r, task *t) {
     return;
   }
   int64_t range[1][2] = {{t->lo, t->hi}};
-  do_send_request(r, t, FRAME_MERKLE_REQUEST, range, 1);
+  do_send_request(r, t, FRAME_MERKLE_REQUEST, range, 1, 0, NULL);
 }
 
 /* The pull of lo..hi by reps[target] from reps[source], into target's
 ** STREAM_ORDER (the plan has merged contiguous pulls already). */
-static int order_add(task *t, size_t target, size_t source, int64_t lo, int64_t hi) {
+static int order_add(task *t, const repair_pull *u) {
+  size_t target = u->target, source = u->source;
   order *o = NULL;
   for (size_t i = 0; i < t->norders; i++)
     if (t->orders[i].target == target) o = &t->orders[i];
@@ -559,8 +619,10 @@ static int order_add(task *t, size_t target, size_t source, int64_t lo, int64_t 
   cluster_range *c = &o->r[o->n++];
   memset(c, 0, sizeof *c);
   c->table_id = t->table_id;
-  c->lo = lo;
-  c->hi = hi;
+  c->lo = u->lo;
+  c->hi = u->hi;
+  o->bytes += u->bytes;
+  o->rows += u->rows;
   snprintf(c->source, sizeof c->source, "%s", t->reps[source].addr);
   return 0;
 }
@@ -582,7 +644,7 @@ static void do_send_wave(repair *r, task *t) {
   uint64_t wave = 0, now = now_ns();
   while (t->next_pull < t->npulls && (wave == 0 || wave < r->cfg->repair_bytes_per_s)) {
     const repair_pull *u = &t->pulls[t->next_pull++];
-    if (order_add(t, u->target, u->source, u->lo, u->hi) != 0) {
+    if (order_add(t, u) != 0) {
       do_task_fail(r, t, "%s", "out of memory");
       return;
     }
@@ -603,7 +665,7 @@ static void do_send_wave(repair *r, task *t) {
                     .n = o->n, .r = wr};
     size_t len = 0;
     uint8_t *p = wire_order_encode(&w, &len);
-    do_queue(r, t->reps[o->target].addr, FRAME_STREAM_ORDER, p, len);
+    do_queue(r, t->reps[o->target].addr, FRAME_STREAM_ORDER, p, len, o->id);
     free(wr);
   }
 }
@@ -617,15 +679,20 @@ void repair_plan_free(repair_plan *p) {
 }
 
 /* Appends the pull of lo..hi by target from source, extending target's
-** last pull when it is contiguous and from the same source. */
-static int plan_add(repair_plan *p, size_t *last, size_t target, size_t source, int64_t lo,
-                    int64_t hi, uint64_t bytes) {
+** last pull when it is contiguous, from the same source, and stays within
+** pull_max bytes (0: no limit): a merged pull is not cut by the stream
+** throttle's waves, so it must not grow past one wave. */
+static int plan_add1(repair_plan *p, size_t *last, uint64_t pull_max, size_t target,
+                     size_t source, int64_t lo, int64_t hi, uint64_t bytes, uint64_t rows) {
   p->bytes += bytes;
+  p->rows += rows;
   if (last[target] != SIZE_MAX) {
     repair_pull *l = &p->pulls[last[target]];
-    if (l->source == source && l->hi >= lo - 1 && l->lo <= lo) {
+    if (l->source == source && l->hi >= lo - 1 && l->lo <= lo &&
+        (pull_max == 0 || l->bytes + bytes <= pull_max)) {
       if (hi > l->hi) l->hi = hi;
       l->bytes += bytes;
+      l->rows += rows;
       return 0;
     }
   }
@@ -637,21 +704,65 @@ static int plan_add(repair_plan *p, size_t *last, size_t target, size_t source, 
     p->cap = nc;
   }
   last[target] = p->npulls;
-  p->pulls[p->npulls++] = (repair_pull){target, source, lo, hi, bytes};
+  p->pulls[p->npulls++] = (repair_pull){target, source, lo, hi, bytes, rows};
   return 0;
 }
 
+/* plan_add1, a range of more than pull_max bytes cut into token sub-ranges
+** of about pull_max bytes each (the bytes taken as spread evenly over the
+** tokens: they are not known finer than the leaf). */
+static int plan_add(repair_plan *p, size_t *last, uint64_t pull_max, size_t target,
+                    size_t source, int64_t lo, int64_t hi, uint64_t bytes, uint64_t rows) {
+  unsigned __int128 width = (unsigned __int128)((uint64_t)hi - (uint64_t)lo) + 1;
+  uint64_t k = pull_max && bytes > pull_max ? (bytes + pull_max - 1) / pull_max : 1;
+  if (width < k) k = (uint64_t)width;
+  int rc = 0;
+  for (uint64_t i = 0; i < k && rc == 0; i++) {
+    int64_t a = (int64_t)((uint64_t)lo + (uint64_t)(width * i / k));
+    int64_t b = (int64_t)((uint64_t)lo + (uint64_t)(width * (i + 1) / k) - 1);
+    rc = plan_add1(p, last, pull_max, target, source, a, b, bytes / k + (i < bytes % k),
+                   rows / k + (i < rows % k));
+  }
+  return rc;
+}
+
+size_t repair_trees_shallow(merkle_tree *const *trees, size_t n, uint8_t *shallow,
+                            unsigned *depth) {
+  unsigned d = 0;
+  for (size_t i = 0; i < n; i++)
+    if (trees[i]->depth > d) d = trees[i]->depth;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    shallow[i] = merkle_root(trees[i]) != 0 && trees[i]->depth + 1 < d;
+    k += shallow[i];
+  }
+  *depth = d;
+  return k;
+}
+
 int repair_plan_trees(merkle_tree *const *trees, size_t n, uint64_t narrow_max,
-                      repair_plan *out) {
+                      uint64_t pull_max, repair_plan *out) {
   memset(out, 0, sizeof *out);
   if (n < 2 || n > REPAIR_MAX_REPLICAS) return CELLAR_EINVAL;
   for (size_t i = 1; i < n; i++)
     if (trees[i]->lo != trees[0]->lo || trees[i]->hi != trees[0]->hi) return CELLAR_EINVAL;
-  unsigned depth = MERKLE_MAX_DEPTH;
+  /* the smallest depth among the trees holding something: an empty tree
+  ** (a wiped replica cuts its tree to one leaf) is the same at any depth,
+  ** and comparing at its depth would stream whole ranges both ways
+  ** between replicas that differ by one write */
+  unsigned depth = MERKLE_MAX_DEPTH, any = 0;
   for (size_t i = 0; i < n; i++)
+    if (merkle_root(trees[i]) != 0 && trees[i]->depth <= depth) {
+      depth = trees[i]->depth;
+      any = 1;
+    }
+  for (size_t i = 0; !any && i < n; i++)
     if (trees[i]->depth < depth) depth = trees[i]->depth;
-  for (size_t i = 0; i < n; i++)
-    if (merkle_truncate(trees[i], depth) != 0) return CELLAR_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    int rc = trees[i]->depth < depth ? merkle_deepen_empty(trees[i], depth)
+                                     : merkle_truncate(trees[i], depth);
+    if (rc) return rc;
+  }
   /* a leaf differs when some replica differs from the first one: if two
   ** replicas differ, one of them differs from the first */
   size_t nl = (size_t)1 << depth;
@@ -704,8 +815,8 @@ int repair_plan_trees(merkle_tree *const *trees, size_t n, uint64_t narrow_max,
           for (size_t c = 0; c < b && !dup; c++)
             dup = c != a && trees[c]->leaves[l].hash == lb->hash;
           if (dup) continue;
-          rc = plan_add(out, last, a, b, lo, hi, lb->bytes);
-          out->rows += lb->partitions;   /* leaves count partitions, not rows */
+          /* leaves count partitions, not rows */
+          rc = plan_add(out, last, pull_max, a, b, lo, hi, lb->bytes, lb->partitions);
           out->partitions += lb->partitions;
         }
     }
@@ -732,7 +843,7 @@ static int cmp_ref(const void *a, const void *b) {
 }
 
 int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts, size_t n,
-                      repair_plan *out) {
+                      uint64_t pull_max, repair_plan *out) {
   memset(out, 0, sizeof *out);
   if (n < 2 || n > REPAIR_MAX_REPLICAS) return CELLAR_EINVAL;
   size_t total = 0;
@@ -770,8 +881,7 @@ int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts
           for (size_t c = 0; c < b && !dup; c++)
             dup = c != a && have[c] && have[c]->digest == have[b]->digest;
           if (dup) continue;
-          rc = plan_add(out, last, a, b, tok, tok, have[b]->bytes);
-          out->rows += have[b]->rows;
+          rc = plan_add(out, last, pull_max, a, b, tok, tok, have[b]->bytes, have[b]->rows);
         }
     }
     i = j;
@@ -783,13 +893,10 @@ int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts
 
 /* ======================================== the coordinator's range tasks */
 
-/* Caller holds r->mu. Turns a plan's pulls into STREAM_ORDERs. */
+/* Caller holds r->mu. Turns a plan's pulls into STREAM_ORDERs (rows and
+** bytes streamed are counted as each order is done: on_order_done). */
 static void do_stream_plan(repair *r, task *t, repair_plan *p) {
   r->parts_differing += p->partitions;
-  r->bytes += p->bytes;
-  r->rows += p->rows;
-  metrics_add(METRIC_REPAIR_BYTES, p->bytes);
-  metrics_add(METRIC_REPAIR_ROWS, p->rows);
   t->pulls = p->pulls;   /* taken over */
   t->npulls = p->npulls;
   t->next_pull = 0;
@@ -798,18 +905,37 @@ static void do_stream_plan(repair *r, task *t, repair_plan *p) {
   do_send_wave(r, t);
 }
 
-/* Caller holds r->mu. Every tree is in: compare them. */
+/* Caller holds r->mu. Every tree is in: compare them, unless some are too
+** shallow (repair_trees_shallow): those replicas are asked again, once,
+** for a tree at the deepest one's depth. */
 static void do_compare_trees(repair *r, task *t) {
+  merkle_tree *trees[REPAIR_MAX_REPLICAS];
+  for (size_t i = 0; i < t->nreps; i++) trees[i] = &t->reps[i].tree;
+  uint8_t again[REPAIR_MAX_REPLICAS];
+  unsigned depth;
+  size_t nagain = 0;
+  if (repair_trees_shallow(trees, t->nreps, again, &depth))
+    for (size_t i = 0; i < t->nreps; i++) {
+      again[i] = again[i] && !t->reps[i].reasked;
+      if (!again[i]) continue;
+      nagain++;
+      t->reps[i].reasked = 1;
+      merkle_free(&t->reps[i].tree);
+    }
+  if (nagain) {
+    int64_t range[1][2] = {{t->lo, t->hi}};
+    do_send_request(r, t, FRAME_MERKLE_REQUEST, range, 1, depth, again);
+    return;
+  }
   r->compared++;
   metrics_add(METRIC_REPAIR_RANGES, 1);
   for (size_t l = 0; l < ((size_t)1 << t->reps[0].tree.depth); l++) {
     r->range_bytes += t->reps[0].tree.leaves[l].bytes;
     r->range_parts += t->reps[0].tree.leaves[l].partitions;
   }
-  merkle_tree *trees[REPAIR_MAX_REPLICAS];
-  for (size_t i = 0; i < t->nreps; i++) trees[i] = &t->reps[i].tree;
   repair_plan p;
-  if (repair_plan_trees(trees, t->nreps, REPAIR_NARROW_MAX, &p) != 0) {
+  if (repair_plan_trees(trees, t->nreps, REPAIR_NARROW_MAX, r->cfg->repair_bytes_per_s, &p) !=
+      0) {
     do_task_fail(r, t, "%s", "out of memory");
     return;
   }
@@ -821,7 +947,7 @@ static void do_compare_trees(repair *r, task *t) {
              (size_t)1 << t->reps[0].tree.depth);
   if (p.nnarrow) {
     t->st = T_ROWS;
-    do_send_request(r, t, FRAME_REPAIR_ROWS, p.narrow, p.nnarrow);
+    do_send_request(r, t, FRAME_REPAIR_ROWS, p.narrow, p.nnarrow, 0, NULL);
   } else {
     do_stream_plan(r, t, &p);   /* nothing, or whole leaves */
   }
@@ -837,7 +963,7 @@ static void do_compare_rows(repair *r, task *t) {
     counts[i] = t->reps[i].rows.n;
   }
   repair_plan p;
-  if (repair_plan_parts(lists, counts, t->nreps, &p) != 0) {
+  if (repair_plan_parts(lists, counts, t->nreps, r->cfg->repair_bytes_per_s, &p) != 0) {
     do_task_fail(r, t, "%s", "out of memory");
     return;
   }
@@ -874,6 +1000,10 @@ static void on_reply(repair *r, int is_tree, const uint8_t *payload, size_t len)
   pthread_mutex_lock(&r->mu);
   task *t = (a.id & REPAIR_ID_BIT) ? find_task(r, a.id, 0) : NULL;
   rep *p = t && t->st == (is_tree ? T_TREES : T_ROWS) ? find_rep(t, a.host_id) : NULL;
+  if (p && a.table_id != t->table_id) {   /* invariant 7: another run's */
+    log_warn("repair: an answer from %s for another table ignored", a.host_id);
+    p = NULL;
+  }
   if (p == NULL || p->got) {   /* invariant 2 */
     pthread_mutex_unlock(&r->mu);
     flush_out(r);
@@ -881,6 +1011,26 @@ static void on_reply(repair *r, int is_tree, const uint8_t *payload, size_t len)
     return;
   }
   r->exchange_bytes += len;
+  if (a.code == CELLAR_ETOOBIG && !is_tree) {
+    /* more partitions than a list may hold: stream the differing leaves
+    ** whole (the trees are kept until the range ends) */
+    wire_repair_reply_free(&a);
+    merkle_tree *trees[REPAIR_MAX_REPLICAS];
+    for (size_t i = 0; i < t->nreps; i++) trees[i] = &t->reps[i].tree;
+    repair_plan pl;
+    if (repair_plan_trees(trees, t->nreps, 0, r->cfg->repair_bytes_per_s, &pl) != 0) {
+      do_task_fail(r, t, "%s", "out of memory");
+    } else {
+      log_info("repair: range %" PRId64 "..%" PRId64 ": %s lists too many partitions, "
+               "streaming the differing leaves whole", t->lo, t->hi, p->host_id);
+      do_stream_plan(r, t, &pl);
+      repair_plan_free(&pl);
+    }
+    do_schedule(r);
+    pthread_mutex_unlock(&r->mu);
+    flush_out(r);
+    return;
+  }
   if (a.code) {
     char msg[160];
     snprintf(msg, sizeof msg, "%s answered %s", p->host_id,
@@ -905,6 +1055,14 @@ static void on_reply(repair *r, int is_tree, const uint8_t *payload, size_t len)
       return;
     }
   } else {
+    for (size_t i = 0; i < a.n; i++)
+      if (a.parts[i].token < t->lo || a.parts[i].token > t->hi) {
+        do_task_fail(r, t, "%s sent a partition outside the range", p->host_id);
+        pthread_mutex_unlock(&r->mu);
+        flush_out(r);
+        wire_repair_reply_free(&a);
+        return;
+      }
     p->rows = a;   /* kept: the digests point into it */
   }
   p->got = 1;
@@ -935,6 +1093,12 @@ static void on_order_done(repair *r, const uint8_t *payload, size_t len) {
       if (o->id == d.id && !o->done) {
         o->done = 1;
         r->entries += d.entries;
+        if (d.code == 0) {   /* streamed: counted now, not when planned */
+          r->bytes += o->bytes;
+          r->rows += o->rows;
+          metrics_add(METRIC_REPAIR_BYTES, o->bytes);
+          metrics_add(METRIC_REPAIR_ROWS, o->rows);
+        }
         if (d.code) {
           char msg[160];
           snprintf(msg, sizeof msg, "%s could not pull: %s", t->reps[o->target].host_id,
@@ -955,6 +1119,53 @@ static void on_order_done(repair *r, const uint8_t *payload, size_t len) {
   pthread_mutex_unlock(&r->mu);
   flush_out(r);
   wire_order_done_free(&d);
+}
+
+/* Loop thread, r->mu not held: m could not be sent (invariant 6). */
+static void send_failed(repair *r, const outmsg *m, int rc) {
+  pthread_mutex_lock(&r->mu);
+  task *t = find_task(r, m->id, 0);
+  if (t == NULL) t = find_task(r, m->id, 1);
+  if (t) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "cannot send to %s: %s", m->addr, cellar_strerror(rc));
+    do_task_fail(r, t, "%s", msg);
+    do_schedule(r);
+  }
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* Caller holds r->mu. Whether t waits for something from the replica at
+** addr: its tree or digest list, the end of its pulls, or a pull from it. */
+static int waits_on(const task *t, const char *addr) {
+  if (!t->started || t->st == T_DONE) return 0;
+  if (t->st == T_TREES || t->st == T_ROWS) {
+    for (size_t i = 0; i < t->nreps; i++)
+      if (!t->reps[i].got && !strcmp(t->reps[i].addr, addr)) return 1;
+    return 0;
+  }
+  for (size_t i = 0; !t->waiting && i < t->norders; i++) {
+    const order *o = &t->orders[i];
+    if (o->done) continue;
+    if (!strcmp(t->reps[o->target].addr, addr)) return 1;
+    for (size_t k = 0; k < o->n; k++)
+      if (!strcmp(o->r[k].source, addr)) return 1;
+  }
+  return 0;
+}
+
+void repair_on_peer_failed(void *arg, const char *addr) {
+  repair *r = arg;
+  pthread_mutex_lock(&r->mu);
+  /* the next ranges start on the next tick, not here: peer calls this
+  ** before it drops what is queued for addr, so a request sent now would
+  ** be lost silently */
+  if (r->running && !r->stopping)
+    for (size_t i = 0; i < r->ntasks; i++)
+      if (waits_on(&r->tasks[i], addr))
+        do_task_fail(r, &r->tasks[i], "lost the connection to replica %s (down or restarted)",
+                     addr);
+  pthread_mutex_unlock(&r->mu);
 }
 
 void repair_on_frame(repair *r, const frame_header *h, const uint8_t *payload) {
@@ -1010,7 +1221,8 @@ static void on_tick(uv_timer_t *h) {
     if (check) r->checked_ns = now;
     for (size_t i = 0; i < r->ntasks; i++) {
       task *t = &r->tasks[i];
-      if (t->started && t->st != T_DONE && now > t->deadline_ns)
+      /* no deadline between two waves: the wait is the throttle's */
+      if (t->started && t->st != T_DONE && !t->waiting && now > t->deadline_ns)
         do_task_fail(r, t, "%s", t->st == T_STREAM ? "streaming timed out"
                                                    : "a replica did not answer in time");
       if (check && t->started && t->st != T_DONE) do_check_alive(r, t);

@@ -24,7 +24,9 @@
 **     |     more pulls: the next wave (throttle below) --> STREAM
 **     v
 **   DONE (or FAILED: a replica down at the start or marked down by the
-**         failure detector meanwhile, no answer within REPAIR_TIMEOUT_MS
+**         failure detector meanwhile, the connection to a replica the
+**         range waits for lost (it restarted: it forgot the request), a
+**         request that cannot be sent, no answer within REPAIR_TIMEOUT_MS
 **         (the scans are throttled: large ranges take long), an error
 **         answered; the repair goes on with the next range)
 **
@@ -77,6 +79,7 @@ typedef struct repair_pull {
   size_t target, source;
   int64_t lo, hi;
   uint64_t bytes;              /* what it moves (the source's size) */
+  uint64_t rows;               /* rows it moves (whole leaves: partitions) */
 } repair_pull;
 
 typedef struct repair_plan {
@@ -88,32 +91,51 @@ typedef struct repair_plan {
   int64_t (*narrow)[2];        /* trees: token ranges ({lo, hi}) whose
                                   digest lists to ask for; malloc'd */
   size_t nnarrow;
-  repair_pull *pulls;          /* malloc'd; contiguous pulls merged */
+  repair_pull *pulls;          /* malloc'd; contiguous pulls merged up to
+                                  pull_max bytes */
   size_t npulls, cap;
 } repair_plan;
 
 /*
-** Compares the trees of one range (folding them all to the smallest depth
-** among them). Nothing differs: an empty plan. The differing leaves hold
-** narrow_max partitions or fewer (all replicas counted): out->narrow lists
-** their ranges, to ask REPAIR_ROWS for. More: out->pulls stream those leaves
-** whole, each replica pulling once every other version of a leaf it lacks.
-** 0, CELLAR_EINVAL (n outside 2..REPAIR_MAX_REPLICAS, trees over different
-** ranges) or CELLAR_ENOMEM. Free with repair_plan_free.
+** Which trees of one range are too shallow to compare at: the deepest
+** tree's depth in *depth; shallow[i] = 1 for a tree that holds partitions
+** and is more than one level shallower (a replica that holds far fewer
+** partitions than another cuts its tree shallower, and comparing at its
+** depth would make every leaf wide). Returns how many are; the
+** coordinator asks those replicas again for a tree of at least *depth
+** (cheap: they hold less). Empty trees are never shallow: they are the
+** same at any depth (merkle_deepen_empty).
+*/
+size_t repair_trees_shallow(merkle_tree *const *trees, size_t n, uint8_t *shallow,
+                            unsigned *depth);
+
+/*
+** Compares the trees of one range: trees without a partition are deepened
+** and the others folded to the smallest depth among the trees that hold
+** partitions (in place). Nothing differs: an empty plan. The differing
+** leaves hold narrow_max partitions or fewer (all replicas counted):
+** out->narrow lists their ranges, to ask REPAIR_ROWS for. More: out->pulls
+** stream those leaves whole, each replica pulling once every other version
+** of a leaf it lacks; a leaf larger than pull_max bytes (0: no limit) is
+** cut into token sub-ranges of about pull_max each (as if its bytes were
+** spread evenly), so that the stream throttle's waves can cut between
+** them. 0, CELLAR_EINVAL (n outside 2..REPAIR_MAX_REPLICAS, trees over
+** different ranges) or CELLAR_ENOMEM. Free with repair_plan_free.
 */
 int repair_plan_trees(merkle_tree *const *trees, size_t n, uint64_t narrow_max,
-                      repair_plan *out);
+                      uint64_t pull_max, repair_plan *out);
 
 /*
 ** Compares digest lists (lists[i]: replica i's, counts[i] entries; a
 ** partition is its token and key, the key being any id unique within a
 ** token): a partition differs when a replica lacks it or has another digest; each
 ** replica then pulls its token once per version it lacks, from the first
-** replica holding that version. 0, CELLAR_EINVAL, CELLAR_ENOMEM. Free with
+** replica holding that version; contiguous pulls are merged up to pull_max
+** bytes (0: no limit). 0, CELLAR_EINVAL, CELLAR_ENOMEM. Free with
 ** repair_plan_free.
 */
 int repair_plan_parts(const wire_part_digest *const *lists, const size_t *counts,
-                      size_t n, repair_plan *out);
+                      size_t n, uint64_t pull_max, repair_plan *out);
 void repair_plan_free(repair_plan *p);
 
 /* All borrowed: they outlive the repair. *out: caller frees with
@@ -133,6 +155,13 @@ void repair_stop(repair *r);
 ** STREAM_ORDER_DONE frames (loop thread). */
 void repair_on_frame(repair *r, const frame_header *h,
                      const uint8_t *payload);
+
+/* The connection to the peer at addr failed (cluster_set_fail_handler; loop
+** thread; arg is the repair): a range waiting for an answer from that
+** replica fails at once. A replica that restarted has forgotten the
+** request, and one that restarts quickly is never marked down by the
+** failure detector: without this the range would wait for its timeout. */
+void repair_on_peer_failed(void *arg, const char *addr);
 
 /*
 ** Admin (worker threads). repair_start parses args, "[KEYSPACE [TABLE]]

@@ -603,6 +603,7 @@ uint8_t *wire_repair_req_encode(const wire_repair_req *w, size_t *len) {
   m.table_id = w->table_id;
   m.n_ranges = w->n;
   m.ranges = ptrs;
+  m.depth = w->depth;
   PACK_INTO(repair_request, &m, len);
 done:
   free(arr);
@@ -620,6 +621,7 @@ int wire_repair_req_decode(const uint8_t *p, size_t n, wire_repair_req *out) {
   out->cluster = m->cluster;
   out->table_id = m->table_id;
   out->n = m->n_ranges;
+  out->depth = m->depth;
   out->r = calloc(m->n_ranges ? m->n_ranges : 1, sizeof *out->r);
   if (out->r == NULL) {
     wire_repair_req_free(out);
@@ -661,6 +663,7 @@ uint8_t *wire_repair_reply_encode(const wire_repair_reply *w, size_t *len) {
     ptrs[i] = &arr[i];
   }
   m.id = w->id;
+  m.table_id = w->table_id;
   m.host_id = (char *)(w->host_id ? w->host_id : "");
   m.code = w->code;
   m.message = (char *)(w->message ? w->message : "");
@@ -681,6 +684,7 @@ int wire_repair_reply_decode(const uint8_t *p, size_t n, wire_repair_reply *out)
   if (m == NULL) return CELLAR_EPROTO;
   out->pb = m;
   out->id = m->id;
+  out->table_id = m->table_id;
   out->host_id = m->host_id;
   out->code = m->code;
   out->message = m->message;

@@ -187,6 +187,7 @@ typedef struct wire_repair_req {
   uint64_t table_id;
   size_t n;
   int64_t (*r)[2];             /* malloc'd array of {lo, hi} */
+  unsigned depth;              /* MERKLE_REQUEST: least tree depth */
   void *pb;
 } wire_repair_req;
 
@@ -204,6 +205,7 @@ typedef struct wire_part_digest {
 
 typedef struct wire_repair_reply {
   uint64_t id;
+  uint64_t table_id;           /* the request's, echoed */
   const char *host_id;
   int code;
   const char *message;

@@ -73,12 +73,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (wire_repair_req_decode(p, n, &q) != 0) return 0;
     for (size_t i = 0; i < q.n; i++)
       if (q.r[i][0] > q.r[i][1] || q.r[i][0] == INT64_MIN) abort();
-    sink += q.table_id + strlen(q.from) + strlen(q.cluster);
+    sink += q.table_id + q.depth + strlen(q.from) + strlen(q.cluster);
     wire_repair_req_free(&q);
   } else if (data[0] == 44 || data[0] == 46) {
     wire_repair_reply a;
     if (wire_repair_reply_decode(p, n, &a) != 0) return 0;
     fz_tree(a.tree.p, a.tree.n);
+    sink += a.table_id;
     for (size_t i = 0; i < a.n; i++) sink += a.parts[i].digest + a.parts[i].key.n;
     wire_repair_reply_free(&a);
   } else if (data[0] == 47) {

@@ -117,7 +117,7 @@ static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t na
     tp[r] = &t[r];
   }
   repair_plan plan;
-  CU_ASSERT_EQUAL_FATAL(repair_plan_trees(tp, R, narrow_max, &plan), 0);
+  CU_ASSERT_EQUAL_FATAL(repair_plan_trees(tp, R, narrow_max, 0, &plan), 0);
   *mismatches = plan.mismatches;
   size_t moved = 0;
   if (plan.nnarrow) {
@@ -139,7 +139,7 @@ static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t na
       }
     }
     repair_plan rows;
-    CU_ASSERT_EQUAL_FATAL(repair_plan_parts(lp, counts, R, &rows), 0);
+    CU_ASSERT_EQUAL_FATAL(repair_plan_parts(lp, counts, R, 0, &rows), 0);
     moved = apply(&rows, differs);
     CU_ASSERT_EQUAL(rows.rows, moved);
     repair_plan_free(&rows);
