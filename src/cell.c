@@ -352,7 +352,10 @@ int cell_rowctx_decode(const uint8_t *p, size_t n, cell_rowctx *out) {
     e->column = col;
     dvv_vv_init(&e->vv);
     rc = dvv_ctx_decode(p + i, (size_t)nctx, &e->vv, &e->issued_s);
-    if (rc) break;
+    if (rc) {
+      dvv_vv_close(&e->vv);   /* not counted in out->n yet */
+      break;
+    }
     out->n++;
     i += (size_t)nctx;
   }
