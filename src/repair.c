@@ -200,6 +200,12 @@ static void tasks_free(task *t, size_t n) {
 
 /* =================================================== the replica's side */
 
+/* A growable copy of a key (the scan's bytes are borrowed for the call). */
+typedef struct keybuf {
+  uint8_t *p;
+  size_t n, cap;
+} keybuf;
+
 /* A tree or digest list being built, one chunk per worker job. */
 struct build_job {
   uv_work_t work;
@@ -214,9 +220,12 @@ struct build_job {
   size_t nafter;
   uint64_t chunk_bytes;        /* read by the current chunk */
   uint64_t ready_ns;           /* waiting: when it may run again */
-  /* the partition being read */
-  storage_entries cur;
-  size_t base_len;
+  /* the partition being read (hash_entry) */
+  int in_part;
+  keybuf pkey;                 /* its base key: table, token, pk */
+  keybuf row;                  /* the last row counted */
+  keybuf last;                 /* the last key read */
+  uint64_t ph, pbytes, prows, pkept;
   /* results */
   merkle_tree tree;
   uint64_t partitions;
@@ -228,78 +237,84 @@ struct build_job {
   size_t outlen;
 };
 
-/* Invariant 4: the digest of what every replica keeps until compaction
-** may drop it. Also counts the bytes (all entries: a pull sends them all)
-** and the rows. 0 when nothing is left to compare. */
-static int digest_partition(build_job *j, uint64_t *digest, uint64_t *bytes, uint64_t *rows) {
-  storage_entries keep;
-  storage_entries_init(&keep);
-  *bytes = 0;
-  *rows = 0;
-  cbytes last_row = {NULL, 0};
-  int rc = 0;
-  for (size_t i = 0; i < j->cur.n && rc == 0; i++) {
-    const storage_entry *e = &j->cur.e[i];
-    *bytes += e->key.n + e->value.n;
-    keys_parts kp;
-    if (keys_decode(e->key.p, e->key.n, &kp) == 0 && kp.kind != KEYS_KIND_PARTITION &&
-        (last_row.n != kp.row_len || memcmp(last_row.p, e->key.p, kp.row_len))) {
-      (*rows)++;
-      last_row = CBYTES(e->key.p, kp.row_len);
-    }
-    cell c;
-    if (cell_decode(e->value.p, e->value.n, &c) == 0) {
-      uint32_t since = cell_dead_since(&c);
-      if (since && (uint64_t)since + j->gc <= j->now_s) continue;
-    }
-    rc = storage_entries_add(&keep, e->key, e->value);
+static int keybuf_set(keybuf *b, const uint8_t *p, size_t n) {
+  if (n > b->cap) {
+    size_t nc = b->cap ? b->cap : 64;
+    while (nc < n) nc *= 2;
+    uint8_t *np = realloc(b->p, nc);
+    if (np == NULL) return CELLAR_ENOMEM;
+    b->p = np;
+    b->cap = nc;
   }
-  *digest = keep.n ? storage_entries_digest(keep.e, keep.n) : 0;
-  int any = keep.n > 0;
-  storage_entries_free(&keep);
-  return rc ? rc : any;
+  if (n) memcpy(b->p, p, n);
+  b->n = n;
+  return 0;
 }
 
-static int flush_partition(build_job *j) {
-  if (j->cur.n == 0) return 0;
-  uint64_t digest, bytes, rows;
-  int rc = digest_partition(j, &digest, &bytes, &rows);
-  const storage_entry *first = &j->cur.e[0];
-  int64_t tok = token_decode(first->key.p + KEYS_TABLE_BYTES);
-  if (rc > 0) {
-    rc = 0;
-    j->partitions++;
-    if (j->is_tree) {
-      rc = merkle_add(&j->tree, tok, digest, bytes);
-    } else if (j->nparts == REPAIR_NARROW_MAX) {
-      /* one more than a list may hold: stop reading, the coordinator
-      ** streams the leaves whole instead (no use scanning on) */
-      rc = CELLAR_ETOOBIG;
-    } else {
-      if (j->nparts == j->cap) {
-        size_t nc = j->cap ? 2 * j->cap : 256;
-        wire_part_digest *np = realloc(j->parts, nc * sizeof *np);
-        if (np == NULL) rc = CELLAR_ENOMEM;
-        else {
-          j->parts = np;
-          j->cap = nc;
-        }
-      }
-      /* the partition is named by a 64-bit digest of its key (table, token,
-      ** pk): 8 bytes instead of the key, which is what most of a digest
-      ** list would be; the coordinator orders by token first */
-      uint8_t id[8];
-      storage_entry base = {CBYTES(first->key.p, j->base_len), CBYTES(NULL, 0)};
-      uint64_t h = storage_entries_digest(&base, 1);
-      for (int b = 0; b < 8; b++) id[b] = (uint8_t)(h >> (56 - 8 * b));
-      if (rc == 0) rc = storage_entries_add(&j->keys, CBYTES(id, 8), CBYTES(NULL, 0));
-      if (rc == 0)
-        j->parts[j->nparts++] = (wire_part_digest){tok, j->keys.e[j->keys.n - 1].key, digest,
-                                                   bytes, rows};
-    }
+/* Invariant 4: the digest of what every replica keeps until compaction
+** may drop it, chained entry by entry as the scan reads them (a partition
+** is never held whole: a wide one would cost its size, twice). Also counts
+** the bytes (all entries: a pull sends them all) and the rows. */
+static int hash_entry(build_job *j, cbytes key, cbytes value) {
+  j->pbytes += key.n + value.n;
+  keys_parts kp;
+  if (keys_decode(key.p, key.n, &kp) == 0 && kp.kind != KEYS_KIND_PARTITION &&
+      (j->row.n != kp.row_len || memcmp(j->row.p, key.p, kp.row_len))) {
+    j->prows++;
+    int rc = keybuf_set(&j->row, key.p, kp.row_len);
+    if (rc) return rc;
   }
-  storage_entries_free(&j->cur);
-  storage_entries_init(&j->cur);
+  cell c;
+  if (cell_decode(value.p, value.n, &c) == 0) {
+    uint32_t since = cell_dead_since(&c);
+    if (since && (uint64_t)since + j->gc <= j->now_s) return 0;
+  }
+  storage_entry e = {key, value};
+  /* a bijection of ph for each entry digest: order matters, collisions
+  ** are as rare as for one 64-bit hash */
+  j->ph = (j->ph ^ storage_entries_digest(&e, 1)) * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
+  j->ph ^= j->ph >> 29;
+  j->pkept++;
+  return 0;
+}
+
+/* The partition read so far is complete: into the tree or the list (when
+** anything in it is left to compare). */
+static int flush_partition(build_job *j) {
+  if (!j->in_part) return 0;
+  j->in_part = 0;
+  j->row.n = 0;
+  if (j->pkept == 0) return 0;
+  uint64_t digest = j->ph, bytes = j->pbytes, rows = j->prows;
+  int64_t tok = token_decode(j->pkey.p + KEYS_TABLE_BYTES);
+  int rc = 0;
+  j->partitions++;
+  if (j->is_tree) {
+    rc = merkle_add(&j->tree, tok, digest, bytes);
+  } else if (j->nparts == REPAIR_NARROW_MAX) {
+    /* one more than a list may hold: stop reading, the coordinator
+    ** streams the leaves whole instead (no use scanning on) */
+    rc = CELLAR_ETOOBIG;
+  } else {
+    if (j->nparts == j->cap) {
+      size_t nc = j->cap ? 2 * j->cap : 256;
+      wire_part_digest *np = realloc(j->parts, nc * sizeof *np);
+      if (np == NULL) return CELLAR_ENOMEM;
+      j->parts = np;
+      j->cap = nc;
+    }
+    /* the partition is named by a 64-bit digest of its key (table, token,
+    ** pk): 8 bytes instead of the key, which is what most of a digest
+    ** list would be; the coordinator orders by token first */
+    uint8_t id[8];
+    storage_entry base = {CBYTES(j->pkey.p, j->pkey.n), CBYTES(NULL, 0)};
+    uint64_t h = storage_entries_digest(&base, 1);
+    for (int b = 0; b < 8; b++) id[b] = (uint8_t)(h >> (56 - 8 * b));
+    rc = storage_entries_add(&j->keys, CBYTES(id, 8), CBYTES(NULL, 0));
+    if (rc == 0)
+      j->parts[j->nparts++] = (wire_part_digest){tok, j->keys.e[j->keys.n - 1].key, digest,
+                                                 bytes, rows};
+  }
   return rc;
 }
 
@@ -316,24 +331,29 @@ static int on_entry(void *arg, cbytes key, cbytes value) {
   if (j->nafter && cmp_key(key, j->after, j->nafter) <= 0) return 0;
   size_t bl = keys_base_len(key.p, key.n);
   if (bl == 0) return 0;   /* not a data key: storage_scan_range skips those */
-  if (j->cur.n && (bl != j->base_len || memcmp(j->cur.e[0].key.p, key.p, bl))) {
+  int rc;
+  if (j->in_part && (bl != j->pkey.n || memcmp(j->pkey.p, key.p, bl))) {
     if (j->chunk_bytes >= REPAIR_SCAN_CHUNK) {
-      cbytes last = j->cur.e[j->cur.n - 1].key;
-      uint8_t *k = malloc(last.n);
+      uint8_t *k = malloc(j->last.n ? j->last.n : 1);
       if (k == NULL) return CELLAR_ENOMEM;
-      memcpy(k, last.p, last.n);
+      memcpy(k, j->last.p, j->last.n);
       free(j->after);
       j->after = k;
-      j->nafter = last.n;
-      int rc = flush_partition(j);
+      j->nafter = j->last.n;
+      rc = flush_partition(j);
       return rc ? rc : 1;
     }
-    int rc = flush_partition(j);
-    if (rc) return rc;
+    if ((rc = flush_partition(j)) != 0) return rc;
   }
-  j->base_len = bl;
+  if (!j->in_part) {
+    if ((rc = keybuf_set(&j->pkey, key.p, bl)) != 0) return rc;
+    j->in_part = 1;
+    j->ph = 0;
+    j->pbytes = j->prows = j->pkept = 0;
+  }
   j->chunk_bytes += key.n + value.n;
-  return storage_entries_add(&j->cur, key, value);
+  if ((rc = hash_entry(j, key, value)) != 0) return rc;
+  return keybuf_set(&j->last, key.p, key.n);
 }
 
 /* Worker: one chunk of the scan; the answer is encoded after the last. */
@@ -344,7 +364,6 @@ static void build_work(uv_work_t *w) {
   j->chunk_bytes = 0;
   if (!j->started) {
     j->started = 1;
-    storage_entries_init(&j->cur);
     storage_entries_init(&j->keys);
     j->now_s = clock_now_s();
     rc = schema_gc_grace_by_id(r->eng->sc, j->q.table_id, &j->gc);
@@ -387,9 +406,11 @@ static void build_work(uv_work_t *w) {
 static void build_free(build_job *j) {
   if (j->started) {
     merkle_free(&j->tree);
-    storage_entries_free(&j->cur);
     storage_entries_free(&j->keys);
   }
+  free(j->pkey.p);
+  free(j->row.p);
+  free(j->last.p);
   free(j->parts);
   free(j->after);
   free(j->out);
