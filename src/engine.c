@@ -103,6 +103,7 @@ int engine_event(engine *e, const table_def *t, const request *req,
     dvv_actor self = e->self.inc ? e->self
                      : dvv_actor_of(e->node_id ? e->node_id : "local", 1);
     storage_event_opts o = {
+        .expand_deletes = 1,   /* row and partition deletes are versioned */
         .self = self,
         .warn = e->siblings_warn ? e->siblings_warn : DVV_SIBLINGS_WARN,
         .limit = e->siblings_limit ? e->siblings_limit : DVV_SIBLINGS_LIMIT};

@@ -1052,6 +1052,176 @@ static const cell_rowctx *event_ctx_of(const storage_event_ctx *ctx,
   return NULL;
 }
 
+static int iter_entry(rocksdb_iterator_t *it, uint64_t table_id,
+                      storage_entry *e, keys_parts *kp, cell *c);
+
+/* One cell of a coordinator-replica's write (storage_event_entries): the
+** write w applied to the stored cell (NULL: none) with the context of its
+** row and column (a blind delete: this replica's own history), the new
+** set encoded into nb. 0, CELLAR_ESIBLINGS (err says why), or an error. */
+static int event_cell(const cell *stored, const keys_parts *kp,
+                      const storage_event_ctx *ctx, size_t nctx,
+                      const storage_event_opts *o, const dvv_write *w,
+                      cell_buf *nb, char *err, size_t errlen) {
+  dvv d;
+  dvv_init(&d);
+  int rc = stored ? cell_versions(stored, &d) : 0;
+  if (rc) {
+    log_error("storage: stored versions do not decode (%s), replaced",
+              cellar_strerror(rc));
+    dvv_close(&d);
+    dvv_init(&d);
+    rc = 0;
+  }
+  uint8_t ckbuf[CELLAR_MAX_KEY_BYTES + 1];
+  keys_unescape(kp->ck_esc, ckbuf);
+  const cell_rowctx *rcx = event_ctx_of(ctx, nctx, ckbuf, kp->nck);
+  const cell_rowctx_col *cc = rcx ? cell_rowctx_find(rcx, kp->column) : NULL;
+  const dvv_vv *vv = cc ? &cc->vv : NULL;
+  dvv_vv local;
+  dvv_vv_init(&local);
+  if (vv == NULL && w->tombstone && rcx == NULL) {
+    /* a blind delete deletes what this replica holds (Riak's rule):
+    ** writes it has not seen yet stay, as siblings of the marker. With a
+    ** context for the row that does not name this column, the reader saw
+    ** none of it: the marker is concurrent with what is there */
+    if (dvv_join(&d, &local) == 0) vv = &local;
+  }
+  int col = (int)(kp->column.n > 64 ? 64 : kp->column.n);
+  size_t after = dvv_event_siblings(&d, vv);
+  if (o->limit && after > o->limit) {
+    metrics_add(METRIC_SIBLINGS_REFUSED, 1);
+    if (err && errlen)
+      snprintf(err, errlen,
+               "too many siblings: column %.*s has %zu (limit %u); read "
+               "it and write with the context to resolve",
+               col, (const char *)kp->column.p, after - 1, o->limit);
+    rc = CELLAR_ESIBLINGS;
+  } else {
+    if (o->warn && after > o->warn) {
+      metrics_add(METRIC_SIBLINGS_WARNED, 1);
+      log_warn("storage: column %.*s of table %016llx has %zu siblings", col,
+               (const char *)kp->column.p, (unsigned long long)kp->table_id,
+               after);
+    }
+    rc = dvv_event(&d, vv, o->self, w, 0, NULL);
+    if (rc == 0) rc = cell_from_versions(&d, nb);
+    if (rc == CELLAR_EINVAL && err && errlen) snprintf(err, errlen, "invalid write");
+  }
+  dvv_vv_close(&local);
+  dvv_close(&d);
+  return rc;
+}
+
+/* Cells a versioned row or partition delete may touch at most. */
+#define EXPAND_MAX_CELLS 10000
+
+/*
+** A row or partition delete of a siblings table (o->expand_deletes), under
+** the partition's stripe lock: every cell this replica stores in the row
+** (partition) gets a delete marker by event_cell, with the client's
+** context of its row and column, or this replica's history for a blind
+** delete; the new sets go to the batch and to out. Cells written
+** concurrently elsewhere, which this replica has not seen, survive as
+** siblings of nothing (requirement 4 of issue 5), which a plain row
+** tombstone would hide by timestamp. CELLAR_ETOOBIG above
+** EXPAND_MAX_CELLS cells.
+*/
+static int expand_delete(storage *s, const storage_entry *e,
+                         const keys_parts *kp, const cell *tomb,
+                         const storage_event_ctx *ctx, size_t nctx,
+                         const storage_event_opts *o, rocksdb_writebatch_t *wb,
+                         storage_entries *out, char *err, size_t errlen) {
+  /* the key ends in KEYS_TAG_TOMBSTONE; its cells (and, for a partition,
+  ** rows) are the keys between prefix | NEXT and prefix | END */
+  size_t np = e->key.n - 1;
+  uint8_t *lo = malloc(2 * (np + 1));
+  if (lo == NULL) return CELLAR_ENOMEM;
+  uint8_t *hi = lo + np + 1;
+  memcpy(lo, e->key.p, np);
+  memcpy(hi, e->key.p, np);
+  lo[np] = KEYS_TAG_NEXT;
+  hi[np] = KEYS_TAG_END;
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, np + 1);
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_DATA]);
+  dvv_write w = {tomb->ts, 1, tomb->deleted_at, CBYTES(NULL, 0)};
+  cell_buf nb = {0};
+  size_t count = 0;
+  int rc = 0;
+  for (rocksdb_iter_seek(it, (const char *)lo, np + 1);
+       rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    storage_entry ce;
+    keys_parts cp;
+    cell c;
+    if (iter_entry(it, kp->table_id, &ce, &cp, &c) != 0) continue;
+    if (cp.kind != KEYS_KIND_CELL) continue;   /* older row tombstones */
+    if (++count > EXPAND_MAX_CELLS) {
+      if (err && errlen)
+        snprintf(err, errlen, "a versioned delete of more than %d cells: "
+                 "delete fewer rows at a time", EXPAND_MAX_CELLS);
+      rc = CELLAR_ETOOBIG;
+      break;
+    }
+    rc = event_cell(&c, &cp, ctx, nctx, o, &w, &nb, err, errlen);
+    if (rc == 0) {
+      rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], (const char *)ce.key.p, ce.key.n,
+                                (const char *)nb.p, nb.n);
+      if (out) rc = storage_entries_add(out, ce.key, CBYTES(nb.p, nb.n));
+    }
+  }
+  if (rc == 0) {
+    char *ierr = NULL;
+    rocksdb_iter_get_error(it, &ierr);
+    if (ierr) rc = rocks_failed("versioned delete", ierr);
+  }
+  /* a row delete whose context names cells this replica does not hold
+  ** yet (the reader saw them on another replica): their markers, with
+  ** that history, supersede them when the sets meet */
+  uint8_t ckbuf[CELLAR_MAX_KEY_BYTES + 1];
+  keys_unescape(kp->ck_esc, ckbuf);
+  const cell_rowctx *rcx =
+      kp->kind == KEYS_KIND_ROW ? event_ctx_of(ctx, nctx, ckbuf, kp->nck) : NULL;
+  uint8_t *ck = NULL;
+  for (size_t k = 0; rc == 0 && rcx && k < rcx->n; k++) {
+    cbytes col = rcx->c[k].column;
+    uint8_t *nk = realloc(ck, np + 1 + col.n + 1);
+    if (nk == NULL) {
+      rc = CELLAR_ENOMEM;
+      break;
+    }
+    ck = nk;
+    memcpy(ck, lo, np + 1);   /* prefix | NEXT */
+    if (col.n) memcpy(ck + np + 1, col.p, col.n);
+    size_t len;
+    char *gerr = NULL;
+    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[CF_DATA], (const char *)ck,
+                             np + 1 + col.n, &len, &gerr);
+    if (gerr) {
+      rc = rocks_failed("versioned delete", gerr);
+      break;
+    }
+    if (v) {   /* stored: the scan marked it */
+      rocksdb_free(v);
+      continue;
+    }
+    keys_parts cp;
+    if (keys_decode(ck, np + 1 + col.n, &cp) != 0) continue;
+    rc = event_cell(NULL, &cp, ctx, nctx, o, &w, &nb, err, errlen);
+    if (rc == 0) {
+      rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], (const char *)ck, np + 1 + col.n,
+                                (const char *)nb.p, nb.n);
+      if (out) rc = storage_entries_add(out, CBYTES(ck, np + 1 + col.n), CBYTES(nb.p, nb.n));
+    }
+  }
+  free(ck);
+  cell_buf_free(&nb);
+  rocksdb_iter_destroy(it);
+  rocksdb_readoptions_destroy(ro);
+  free(lo);
+  return rc;
+}
+
 int storage_event_entries(storage *s, const storage_entry *e, size_t n,
                           const storage_event_ctx *ctx, size_t nctx,
                           const storage_event_opts *o, storage_entries *out,
@@ -1106,7 +1276,6 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
     for (size_t i = 0; i < n; i++)
       if (ns == 0 || st[ns - 1] != st[i]) st[ns++] = st[i];
   }
-  uint8_t ckbuf[CELLAR_MAX_KEY_BYTES + 1];
   rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
   size_t n0 = out ? out->n : 0;
   cell_buf nb = {0};   /* the new versions, one buffer reused */
@@ -1129,6 +1298,13 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
       else log_error("storage: undecodable stored value (%zu bytes), replaced", nv);
     }
     cbytes value = e[i].value;
+    if (parts[i].kind != KEYS_KIND_CELL && o->expand_deletes) {
+      /* a versioned row / partition delete: a delete marker in each of
+      ** its stored cells, the tombstone itself is not written */
+      rc = expand_delete(s, &e[i], &parts[i], &in[i], ctx, nctx, o, wb, out,
+                         err, errlen);
+      continue;
+    }
     if (parts[i].kind != KEYS_KIND_CELL) {
       /* row and partition tombstones stay plain: merged as apply does */
       const cell *w = &in[i];
@@ -1136,55 +1312,11 @@ int storage_event_entries(storage *s, const storage_entry *e, size_t n,
       if (mr == 1) value = CBYTES(nb.p, nb.n);
       else if (mr < 0 || w != &in[i]) value = CBYTES(NULL, 0);
     } else {
-      dvv d;
-      dvv_init(&d);
-      int vr = stored ? cell_versions(stored, &d) : 0;
-      if (vr) {
-        log_error("storage: stored versions do not decode (%s), replaced",
-                  cellar_strerror(vr));
-        dvv_close(&d);
-        dvv_init(&d);
-      }
-      keys_unescape(parts[i].ck_esc, ckbuf);
-      const cell_rowctx *rcx = event_ctx_of(ctx, nctx, ckbuf, parts[i].nck);
-      const cell_rowctx_col *cc = rcx ? cell_rowctx_find(rcx, parts[i].column) : NULL;
-      const dvv_vv *vv = cc ? &cc->vv : NULL;
-      dvv_vv local;
-      dvv_vv_init(&local);
-      if (vv == NULL && in[i].tombstone) {
-        /* a blind delete deletes what this replica holds (Riak's rule):
-        ** writes it has not seen yet stay, as siblings of the marker */
-        if (dvv_join(&d, &local) == 0) vv = &local;
-      }
-      size_t after = dvv_event_siblings(&d, vv);
-      if (o->limit && after > o->limit) {
-        metrics_add(METRIC_SIBLINGS_REFUSED, 1);
-        if (err && errlen)
-          snprintf(err, errlen,
-                   "too many siblings: column %.*s has %zu (limit %u); read "
-                   "it and write with the context to resolve",
-                   (int)(parts[i].column.n > 64 ? 64 : parts[i].column.n),
-                   (const char *)parts[i].column.p, after - 1, o->limit);
-        rc = CELLAR_ESIBLINGS;
-      } else {
-        if (o->warn && after > o->warn) {
-          metrics_add(METRIC_SIBLINGS_WARNED, 1);
-          log_warn("storage: column %.*s of table %016llx has %zu siblings",
-                   (int)(parts[i].column.n > 64 ? 64 : parts[i].column.n),
-                   (const char *)parts[i].column.p,
-                   (unsigned long long)parts[i].table_id, after);
-        }
-        dvv_write w = {in[i].ts, in[i].tombstone,
-                       in[i].tombstone ? in[i].deleted_at : in[i].expires_at,
-                       in[i].tombstone ? CBYTES(NULL, 0) : in[i].value};
-        rc = dvv_event(&d, vv, o->self, &w, 0, NULL);
-        if (rc == 0) rc = cell_from_versions(&d, &nb);
-        if (rc == 0) value = CBYTES(nb.p, nb.n);
-        if (rc == CELLAR_EINVAL && err && errlen)
-          snprintf(err, errlen, "invalid write");
-      }
-      dvv_vv_close(&local);
-      dvv_close(&d);
+      dvv_write w = {in[i].ts, in[i].tombstone,
+                     in[i].tombstone ? in[i].deleted_at : in[i].expires_at,
+                     in[i].tombstone ? CBYTES(NULL, 0) : in[i].value};
+      rc = event_cell(stored, &parts[i], ctx, nctx, o, &w, &nb, err, errlen);
+      if (rc == 0) value = CBYTES(nb.p, nb.n);
     }
     if (rc == 0 && value.p) {
       rocksdb_writebatch_put_cf(wb, s->cf[CF_DATA], kp[i], kn[i],

@@ -205,6 +205,11 @@ typedef struct storage_event_ctx {
 typedef struct storage_event_opts {
   dvv_actor self;              /* this node's actor */
   uint32_t warn, limit;        /* siblings_warn, siblings_limit; 0: none */
+  int expand_deletes;          /* 1: a row or partition tombstone becomes a
+                                  delete marker in each cell this replica
+                                  stores there (at most 10,000, else
+                                  CELLAR_ETOOBIG); 0: it stays a plain
+                                  tombstone */
 } storage_event_opts;
 
 int storage_event_entries(storage *s, const storage_entry *e, size_t n,

@@ -2115,6 +2115,92 @@ static void test_versions_replicate(void) {
   teardown(s);
 }
 
+/* A row (ck given) or partition (ck NULL) delete of TS as the coordinator-
+** replica does it: expanded into markers. The sets made go to *sets. */
+static int vdel_scope(storage *s, dvv_actor self, const char *ck, cbytes ctx,
+                      storage_entries *sets) {
+  storage_entries mut;
+  storage_entries_init(&mut);
+  int scope = ck ? STORAGE_DELETE_ROW : STORAGE_DELETE_PARTITION;
+  int rc = storage_delete_entries(&TS, B("p"), scope, ck ? B(ck) : B(""), NULL, 0,
+                                  500, 1000, &mut);
+  cell_rowctx rx = {0, NULL};
+  if (rc == 0 && ctx.n) rc = cell_rowctx_decode(ctx.p, ctx.n, &rx);
+  storage_event_ctx ec = {ck ? B(ck) : B(""), &rx};
+  storage_event_opts o = {.self = self, .expand_deletes = 1};
+  char err[200];
+  if (rc == 0)
+    rc = storage_event_entries(s, mut.e, mut.n, &ec, ctx.n ? 1 : 0, &o, sets, err,
+                               sizeof err);
+  cell_rowctx_close(&rx);
+  storage_entries_free(&mut);
+  return rc;
+}
+
+/* Row and partition deletes of a siblings table are versioned: what the
+** context saw is deleted, a concurrent write survives; blind: what the
+** replica holds; a context naming a cell the replica lacks still reaches
+** it through the merge. */
+static void test_versions_row_delete(void) {
+  storage *s = setup();
+  char *d2 = testutil_tmpdir("storage2");
+  storage *s2 = open_at(d2, 1);
+  dvv_actor a = {11, 1}, b = {22, 1};
+  char got[256];
+  uint8_t ctx[256];
+  size_t nctx;
+  storage_entries sets, sb;
+  storage_entries_init(&sets);
+  storage_entries_init(&sb);
+  CU_ASSERT_EQUAL(vput(s, a, "r", "a", "1", 100, B(""), 0, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s, a, "r", "b", "2", 100, B(""), 0, NULL, NULL), 0);
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "1");
+  /* another replica takes a concurrent write of a (this one has not seen it) */
+  CU_ASSERT_EQUAL(vput(s2, b, "r", "a", "9", 50, B(""), 0, &sb, NULL), 0);
+  CU_ASSERT_EQUAL(vdel_scope(s, a, "r", CBYTES(ctx, nctx), &sets), 0);
+  CU_ASSERT_EQUAL(sets.n, 2);   /* a and b got markers; no row tombstone */
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "");
+  CU_ASSERT_EQUAL(storage_apply_entries(s, sb.e, sb.n, NULL), 0);
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT(strstr(got, "9") && strstr(got, "<del>") && !strstr(got, "1"));
+  /* a blind row delete takes this replica's history: all gone */
+  storage_entries_free(&sets);
+  storage_entries_init(&sets);
+  CU_ASSERT_EQUAL(vdel_scope(s, a, "r", B(""), &sets), 0);
+  vget(s, "r", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "");
+  /* a row delete whose context names a cell s lacks: s2 read z, s deletes */
+  storage_entries z;
+  storage_entries_init(&z);
+  CU_ASSERT_EQUAL(vput(s2, b, "q", "z", "zz", 60, B(""), 0, &z, NULL), 0);
+  vget(s2, "q", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "zz");
+  storage_entries_free(&sets);
+  storage_entries_init(&sets);
+  CU_ASSERT_EQUAL(vdel_scope(s, a, "q", CBYTES(ctx, nctx), &sets), 0);
+  CU_ASSERT_EQUAL(sets.n, 1);
+  CU_ASSERT_EQUAL(storage_apply_entries(s2, sets.e, sets.n, NULL), 0);
+  vget(s2, "q", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "");
+  /* a blind partition delete: every row of the partition */
+  CU_ASSERT_EQUAL(vput(s, a, "r1", "x", "1", 10, B(""), 0, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vput(s, a, "r2", "y", "2", 10, B(""), 0, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(vdel_scope(s, a, NULL, B(""), NULL), 0);
+  vget(s, "r1", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "");
+  vget(s, "r2", got, ctx, &nctx);
+  CU_ASSERT_STRING_EQUAL(got, "");
+  storage_entries_free(&z);
+  storage_entries_free(&sets);
+  storage_entries_free(&sb);
+  storage_close(s2);
+  testutil_rmrf(d2);
+  free(d2);
+  teardown(s);
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"put_get_one", test_put_get_one},
@@ -2154,6 +2240,7 @@ int main(int argc, char **argv) {
     {"versions_event", test_versions_event},
     {"versions_delete_and_limit", test_versions_delete_and_limit},
     {"versions_replicate", test_versions_replicate},
+    {"versions_row_delete", test_versions_row_delete},
     {NULL, NULL}
   };
   return testutil_run("storage", cases, argc, argv);
