@@ -220,6 +220,7 @@ struct build_job {
   size_t nafter;
   uint64_t chunk_bytes;        /* read by the current chunk */
   uint64_t ready_ns;           /* waiting: when it may run again */
+  uint64_t resend_until;       /* its answer met a full queue: try until */
   /* the partition being read (hash_entry) */
   int in_part;
   keybuf pkey;                 /* its base key: table, token, pk */
@@ -437,8 +438,10 @@ static void answer_error(repair *r, build_job *j, int code) {
   free(p);
 }
 
+static void send_answer(build_job *j);
+
 /* Loop thread: runs the next chunk of j now, or parks it until the scan
-** throttle allows. */
+** throttle allows (or, finished, sends its answer again: send_answer). */
 static void build_next(build_job *j) {
   repair *r = j->r;
   uint64_t now = clock_mono_ns();
@@ -449,6 +452,10 @@ static void build_next(build_job *j) {
   if (j->ready_ns > now + TICK_NS) {   /* within a tick: now, the debt stays */
     j->next = r->waiting;
     r->waiting = j;
+    return;
+  }
+  if (j->finished) {
+    send_answer(j);
     return;
   }
   j->work.data = j;
@@ -476,16 +483,37 @@ static void build_done(uv_work_t *w, int status) {
   if (j->rc) log_warn("repair: cannot answer %s for table %016" PRIx64 ": %s",
                       j->is_tree ? "a tree request" : "a digest request", j->q.table_id,
                       cellar_strerror(j->rc));
-  if (!r->stopping) {
-    int rc = j->out ? cluster_send(r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY
-                                                                 : FRAME_REPAIR_ROWS_REPLY,
-                                   0, j->out, j->outlen)
-                    : CELLAR_ENOMEM;
-    if (rc) {
-      log_warn("repair: cannot send the answer to %s (%zu bytes): %s", j->q.from, j->outlen,
-               cellar_strerror(rc));
-      answer_error(r, j, rc);
+  send_answer(j);
+}
+
+/* Loop thread: sends j's answer and frees j. A full queue to the
+** coordinator (it may hold stream chunks) is tried again every second for
+** REPAIR_RESEND_MS; any other error, or a queue still full then, is
+** answered with the error alone (invariant 6). */
+static void send_answer(build_job *j) {
+  repair *r = j->r;
+  if (r->stopping) {
+    build_free(j);
+    return;
+  }
+  int rc = j->out ? cluster_send(r->cl, j->q.from, j->is_tree ? FRAME_MERKLE_REPLY
+                                                               : FRAME_REPAIR_ROWS_REPLY,
+                                 0, j->out, j->outlen)
+                  : CELLAR_ENOMEM;
+  uint64_t now = clock_mono_ns();
+  if (rc == CELLAR_EOVERLOAD) {
+    if (j->resend_until == 0) j->resend_until = now + (uint64_t)REPAIR_RESEND_MS * 1000000;
+    if (now < j->resend_until) {
+      j->ready_ns = now + 1000000000ull;
+      j->next = r->waiting;
+      r->waiting = j;
+      return;
     }
+  }
+  if (rc) {
+    log_warn("repair: cannot send the answer to %s (%zu bytes): %s", j->q.from, j->outlen,
+             cellar_strerror(rc));
+    answer_error(r, j, rc);
   }
   build_free(j);
 }

@@ -62,6 +62,7 @@
 #define REPAIR_NARROW_MAX 50000       /* partitions listed per range */
 #define REPAIR_TICK_MS 50
 #define REPAIR_SCAN_CHUNK (1u << 20)  /* bytes a replica scans per worker job */
+#define REPAIR_RESEND_MS 30000        /* an answer meeting a full queue: retried */
 
 #define REPAIR_MAX_REPLICAS 16        /* compared per range at most */
 
