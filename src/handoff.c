@@ -36,6 +36,13 @@
 **     finished (with an error) by the next tick, never synchronously: the
 **     proxy's hint_stored could otherwise free its request while the
 **     proxy still drains it.
+**  8. Keys in increasing order (hints.h, the owner's part): a hint's
+**     creation time is the wall clock, but never below the last one used
+**     nor, after a restart, the newest found on disk (+1 ms), so a clock
+**     stepping back cannot put a new hint below the machine's floor;
+**     hints are written in the order they were made (puts go in FIFO
+**     order, one writer job at a time). The admin view seeks its oldest
+**     after the floor too.
 */
 #include <inttypes.h>
 #include <pthread.h>
@@ -82,6 +89,7 @@ struct handoff {
   uv_timer_t timer;
   int timer_init, stopping;
   uint64_t salt, seq;
+  uint64_t min_created;               /* note 8 */
   int draining;
   char (*failed)[HINT_HOST_MAX];      /* note 3 */
   size_t nfailed, capfailed;
@@ -495,6 +503,7 @@ static int recover_one(void *arg, cbytes k, cbytes v) {
   char host[HINT_HOST_MAX];
   uint64_t created, seq;
   if (hint_key_decode(k.p, k.n, host, &created, &seq) != 0) return 0;  /* replay drops it */
+  if (created >= r->h->min_created) r->h->min_created = created + 1;   /* note 8 */
   hints_on_stored(r->h->m, host, k.n + v.n, 1, 0, now_ms());
   r->n++;
   return 0;
@@ -590,6 +599,8 @@ int handoff_store(handoff *h, const char *target, const storage_entry *e, size_t
   uint64_t down_ms = 0;
   if (mi.state == CLUSTER_MEMBER_DOWN) down_ms = (clock_mono_ns() - mi.down_since_ns) / 1000000ull;
   uint64_t created = wall_ms();
+  if (created < h->min_created) created = h->min_created;   /* note 8 */
+  h->min_created = created;
   uint8_t key[HINT_KEY_MAX];
   size_t nk = hint_key_encode(target, created, h->seq++, key);
   if (nk == 0) return CELLAR_EINVAL;
@@ -694,7 +705,9 @@ int handoff_view(handoff *h, result *res) {
     uint8_t p[HINT_KEY_MAX];
     size_t np = hint_key_prefix(s[i].target, p);
     uint64_t oldest = 0;
-    if (np) storage_hints_scan(h->eng->st, p, np, NULL, 0, first_key, &oldest);
+    if (np)   /* note 8: after the floor, past the tombstones */
+      storage_hints_scan(h->eng->st, p, np, s[i].nfloor ? s[i].floor : NULL, s[i].nfloor,
+                         first_key, &oldest);
     char key[64];
     snprintf(key, sizeof key, "hints.%s", s[i].target);
     rc = result_add_info(res, key, "%" PRIu64 " %" PRIu64 " %" PRId64 " %s %" PRIu64 " %" PRIu64

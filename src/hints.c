@@ -44,6 +44,15 @@
 **     load is forgotten) and starts the replay.
 **  9. A LOAD unanswered for send_timeout_ms fails like a send (the owner
 **     could not start it): the target backs off and loads again.
+** 10. Floor: RocksDB keeps a deleted key as a tombstone until compaction,
+**     and a seek from the start of a range steps over every one (measured:
+**     60 ms per seek after 100,000 replayed hints, 0.02 ms on live keys).
+**     A replay pass that ends with every key it loaded deleted (no failed
+**     or lost DELETE) proves that every key up to its cursor is gone, so
+**     the target's next passes, sweeps and the admin view start after that
+**     floor. Sound because the owner stores a target's keys in increasing
+**     order (hints.h), so no key below the floor can appear later. Sweeps
+**     delete only expired hints: they never move the floor.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +198,9 @@ typedef struct target {
   uint8_t cursor[HINT_KEY_MAX];
   size_t ncursor;
   int pass_end;
+  uint8_t floor[HINT_KEY_MAX]; /* note 10: keys <= floor are deleted */
+  size_t nfloor;
+  int pass_clean;              /* note 10: every DELETE of the pass done */
   hrec *win;                   /* loaded, not sent: win[winpos..nwin) */
   size_t nwin, winpos;
   hsend *sends;                /* max_inflight slots */
@@ -514,8 +526,8 @@ static int emit_load(hints *h, target *t, uint64_t now) {
   t->load_stored = t->stored_total;
   t->load_stored_bytes = t->stored_bytes_total;
   a->id = t->load_id;
-  a->after = t->cursor;
-  a->nafter = t->ncursor;
+  a->after = t->ncursor ? t->cursor : t->floor;     /* note 10 */
+  a->nafter = t->ncursor ? t->ncursor : t->nfloor;
   a->count = h->cfg.load_count;
   return 1;
 }
@@ -555,6 +567,10 @@ static int step(hints *h, target *t, uint64_t now) {
   if (t->pass_end) {
     /* the pass is over once nothing of it is in flight (note 2) */
     if (t->nsends || t->deleting) return 0;
+    if (t->pass_clean && t->ncursor) {    /* note 10 */
+      memcpy(t->floor, t->cursor, t->ncursor);
+      t->nfloor = t->ncursor;
+    }
     t->pass_end = 0;
     t->isolate = 0;
     t->ncursor = 0;
@@ -563,6 +579,7 @@ static int step(hints *h, target *t, uint64_t now) {
   }
   if (t->ncursor == 0) {
     if (t->count == 0 || t->nsends || t->deleting || now < t->next_pass_at) return 0;
+    t->pass_clean = 1;                    /* a new pass */
   }
   return emit_load(h, t, now);
 }
@@ -646,6 +663,7 @@ static void emit_delete(hints *h, target *t, hrec *r, size_t n, size_t replayed,
   hints_action *a = blk && h->ndels < h->capdels ? emit(h, HINTS_DELETE, t) : NULL;
   if (a == NULL) {            /* the keys stay on disk: a later pass */
     free(blk);
+    t->pass_clean = 0;
     return;
   }
   cbytes *keys = (cbytes *)blk;
@@ -813,6 +831,7 @@ void hints_on_deleted(hints *h, uint64_t id, int rc, uint64_t now_ms) {
     target *t = find(h, d.host);
     if (t) {
       if (t->deleting) t->deleting--;
+      if (rc) t->pass_clean = 0;          /* note 10: keys stay */
       if (rc == 0) {
         t->count = t->count > d.n ? t->count - d.n : 0;
         t->bytes = t->bytes > d.bytes ? t->bytes - d.bytes : 0;
@@ -865,6 +884,8 @@ static void fill(const target *t, uint64_t now_ms, hints_target_stats *o) {
   o->expired = t->expired;
   o->failures = t->failures;
   o->dropped = t->dropped;
+  memcpy(o->floor, t->floor, t->nfloor);
+  o->nfloor = t->nfloor;
   if (t->count == 0 && t->nsends == 0) o->state = HINTS_IDLE;
   else if (!t->alive) o->state = HINTS_WAITING;
   else if (t->backoff_until) o->state = HINTS_BACKOFF;

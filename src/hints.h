@@ -56,6 +56,11 @@
 **  3. The token bucket is shared: the sum of bytes sent to all targets
 **     over any interval T is at most rate * T + burst + one batch.
 **
+** The owner's part: the keys of one target are stored in increasing order
+** (a hint stored later has a greater key than every hint of that target
+** already stored or loaded). The machine relies on it to start scans
+** after the keys it knows are deleted (hints.c note 10).
+**
 ** Ownership: pointers inside actions (target, keys, entries, after) are
 ** owned by the machine and valid until the next call into it.
 */
@@ -242,6 +247,8 @@ typedef struct hints_target_stats {
   uint64_t inflight;            /* hints in sends awaiting an ack */
   uint64_t replayed, expired, failures;   /* since start */
   uint64_t dropped;             /* refused by the target (hints.c note 7) */
+  uint8_t floor[HINT_KEY_MAX];  /* every hint key <= floor is deleted: a */
+  size_t nfloor;                /* scan may start after it (0: none) */
 } hints_target_stats;
 
 size_t hints_target_count(const hints *h);
