@@ -153,6 +153,36 @@ static void test_delete(void) {
   CLI_EXPECT(0, "", "slice", "cli.t", "del");
 }
 
+/* Siblings tables (docs/versions.md): concurrent versions shown plainly,
+** the row context printed and given back (--context, --resolve). */
+static void test_siblings(void) {
+  CLI_EXPECT(0, "OK\n", "put", "cli.t", "sib", "r", "a=1");
+  CLI_EXPECT(0, "OK\n", "put", "cli.t", "sib", "r", "a=2");   /* blind: kept */
+  CLI_CONTAINS(0, "r  a=[2 | 1] (2 siblings)\n  context: 0x", "get", "cli.t", "sib", "r");
+  CLI_EXPECT(0, "OK\n", "put", "cli.t", "sib", "r", "a=3", "--resolve");
+  CLI_EXPECT(0, "r  a=3\n", "get", "cli.t", "sib", "r");
+  /* a delete with the context read: the row is gone */
+  char *out = NULL;
+  CU_ASSERT_EQUAL(cli(&out, "get", "cli.t", "sib", "r", "--context", (const char *)NULL), 0);
+  const char *c = strstr(out, "context: ");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+  char ctx[4096];
+  snprintf(ctx, sizeof ctx, "%.*s", (int)strcspn(c + 9, "\n"), c + 9);
+  free(out);
+  CLI_EXPECT(0, "OK\n", "delete", "cli.t", "sib", "r", "--context", ctx);
+  CLI_EXPECT(0, "", "get", "cli.t", "sib", "r");
+  CLI_CONTAINS(2, "bad hex in --context", "put", "cli.t", "sib", "r", "a=1", "--context",
+               "0xzz");
+  CLI_CONTAINS(2, "exclude each other", "put", "cli.t", "sib", "r", "a=1", "--context", "0x01",
+               "--resolve");
+  /* lww: the later write wins, no siblings, no context */
+  CLI_EXPECT(0, "OK\n", "create-table", "cli.l", "--policy", "lww");
+  CLI_CONTAINS(0, "table cli.l policy=lww", "describe", "cli");
+  CLI_EXPECT(0, "OK\n", "put", "cli.l", "k", "r", "a=1");
+  CLI_EXPECT(0, "OK\n", "put", "cli.l", "k", "r", "a=2");
+  CLI_EXPECT(0, "r  a=2\n", "get", "cli.l", "k", "r", "--context");
+}
+
 static void test_errors(void) {
   CLI_EXPECT(1, "error: CELLAR_ENOTABLE: unknown table cli.nosuch\n", "get", "cli.nosuch",
              "k");
@@ -225,6 +255,7 @@ static const test_case cases[] = {
   {"put_get", test_put_get},
   {"slice_paging", test_slice_paging},
   {"delete", test_delete},
+  {"siblings", test_siblings},
   {"errors", test_errors},
   {"usage", test_usage},
   {"shell_stdin", test_shell_stdin},
