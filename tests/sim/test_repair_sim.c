@@ -12,6 +12,11 @@
 ** last-write-wins. Odd rounds stream the differing leaves whole instead (as
 ** when too many partitions differ to list them).
 **
+** A second case wipes one replica (its tree is empty, cut to depth 0) while
+** the other two also differ by a few writes: the differing leaves streamed
+** whole, in pulls of at most a wave's bytes, move about the data once, not
+** the whole range between every pair (review finding 2).
+**
 ** Checked: the replicas converge (identical trees after, a second repair
 ** finds no mismatch), no acknowledged write is lost, and only partitions
 ** that differed are transferred.
@@ -102,8 +107,10 @@ static size_t apply(const repair_plan *p, const uint8_t *differs) {
 
 /* One repair through repair.c's planning; returns the partitions
 ** transferred, *mismatches the leaves. narrow_max as REPAIR_NARROW_MAX (0:
-** the differing leaves are streamed whole). */
-static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t narrow_max) {
+** the differing leaves are streamed whole); pull_max as the node's
+** repair_stream_throughput (0: no limit, else every pull checked). */
+static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t narrow_max,
+                         uint64_t pull_max) {
   merkle_tree t[R], *tp[R];
   for (int r = 0; r < R; r++) {
     tree_of(r, &t[r]);
@@ -117,8 +124,10 @@ static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t na
     tp[r] = &t[r];
   }
   repair_plan plan;
-  CU_ASSERT_EQUAL_FATAL(repair_plan_trees(tp, R, narrow_max, 0, &plan), 0);
+  CU_ASSERT_EQUAL_FATAL(repair_plan_trees(tp, R, narrow_max, pull_max, &plan), 0);
   *mismatches = plan.mismatches;
+  for (size_t i = 0; pull_max && i < plan.npulls; i++)
+    CU_ASSERT(plan.pulls[i].bytes <= pull_max || plan.pulls[i].lo == plan.pulls[i].hi);
   size_t moved = 0;
   if (plan.nnarrow) {
     /* REPAIR_ROWS: every replica's digests of the partitions it holds in
@@ -139,7 +148,7 @@ static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t na
       }
     }
     repair_plan rows;
-    CU_ASSERT_EQUAL_FATAL(repair_plan_parts(lp, counts, R, 0, &rows), 0);
+    CU_ASSERT_EQUAL_FATAL(repair_plan_parts(lp, counts, R, pull_max, &rows), 0);
     moved = apply(&rows, differs);
     CU_ASSERT_EQUAL(rows.rows, moved);
     repair_plan_free(&rows);
@@ -203,7 +212,7 @@ static void test_converge_after_long_outage(void) {
     /* odd rounds: as with a replica that lost too much to list, the
     ** differing leaves are streamed whole */
     int whole = round & 1;
-    size_t moved = run_repair(&mism, whole ? NULL : differs, whole ? 0 : REPAIR_NARROW_MAX);
+    size_t moved = run_repair(&mism, whole ? NULL : differs, whole ? 0 : REPAIR_NARROW_MAX, 0);
     CU_ASSERT(ndiff == 0 || mism > 0);
     CU_ASSERT(moved >= ndiff);              /* every differing one moved */
     if (!whole) CU_ASSERT(moved <= R * ndiff);   /* two versions: R pulls at most */
@@ -218,7 +227,7 @@ static void test_converge_after_long_outage(void) {
     CU_ASSERT_EQUAL(apart, 0);
     /* a second repair finds nothing */
     size_t mism2 = 0;
-    CU_ASSERT_EQUAL(run_repair(&mism2, NULL, REPAIR_NARROW_MAX), 0);
+    CU_ASSERT_EQUAL(run_repair(&mism2, NULL, REPAIR_NARROW_MAX, 0), 0);
     CU_ASSERT_EQUAL(mism2, 0);
     printf("  round %d: replica %d down, %zu partitions differed, %zu leaves mismatched, "
            "%zu transfers%s\n", round, down, ndiff, mism, moved, whole ? " (whole leaves)" : "");
@@ -226,9 +235,54 @@ static void test_converge_after_long_outage(void) {
   }
 }
 
+static void test_wiped_replica(void) {
+  const char *s = getenv("SIM_SEED");
+  rng = (s ? strtoull(s, NULL, 10) : 42) * 1000 + 999;
+  for (int k = 0; k < KEYS; k++) {
+    uint64_t x = next() >> 1;
+    tokens[k] = RANGE_LO + (int64_t)(x % ((uint64_t)RANGE_HI - (uint64_t)RANGE_LO));
+  }
+  qsort(tokens, KEYS, sizeof *tokens, cmp_tok);
+  memset(acked, 0, sizeof acked);
+  uint64_t clock = 1;
+  for (int k = 0; k < KEYS; k++) {
+    clock++;
+    for (int r = 0; r < R; r++) reps[r][k] = (part){tokens[k], clock};
+    acked[k] = clock;
+  }
+  int wiped = (int)(next() % R);
+  for (int k = 0; k < KEYS; k++) reps[wiped][k].version = 0;
+  /* the other two differ by a few writes that reached only one of them */
+  int writes = 5 + (int)(next() % 20);
+  for (int i = 0; i < writes; i++) {
+    int k = (int)(next() % KEYS), r = (wiped + 1 + (int)(next() % 2)) % R;
+    reps[r][k].version = ++clock;
+  }
+  size_t mism = 0;
+  /* too many to list (a replica lost everything): whole leaves, in pulls
+  ** of at most 64 KiB (about 650 partitions of 100 bytes) */
+  size_t moved = run_repair(&mism, NULL, 0, 64 << 10);
+  printf("\n  replica %d wiped, %d partial writes: %zu leaves mismatched, %zu transfers for "
+         "%d partitions\n", wiped, writes, mism, moved, KEYS);
+  CU_ASSERT(moved >= KEYS);
+  CU_ASSERT(moved <= KEYS + KEYS / 10);   /* not the whole range 4 times */
+  int lost = 0, apart = 0;
+  for (int k = 0; k < KEYS; k++)
+    for (int r = 0; r < R; r++) {
+      lost += reps[r][k].version < acked[k];
+      apart += reps[r][k].version != reps[0][k].version;
+    }
+  CU_ASSERT_EQUAL(lost, 0);
+  CU_ASSERT_EQUAL(apart, 0);
+  size_t mism2 = 0;
+  CU_ASSERT_EQUAL(run_repair(&mism2, NULL, REPAIR_NARROW_MAX, 64 << 10), 0);
+  CU_ASSERT_EQUAL(mism2, 0);
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
       {"converge_after_long_outage", test_converge_after_long_outage},
+      {"wiped_replica", test_wiped_replica},
       {NULL, NULL}};
   return testutil_run("repair_sim", cases, argc, argv);
 }
