@@ -323,6 +323,7 @@ int cell_rowctx_decode(const uint8_t *p, size_t n, cell_rowctx *out) {
   if (n == 0) return 0;
   if (n < 3 || p[0] != CELL_ROWCTX_VERSION) return CELLAR_EPROTO;
   size_t count = (size_t)p[1] << 8 | p[2];
+  if (count == 0) return CELLAR_EPROTO;   /* an empty context is no bytes */
   if (count > CELL_ROWCTX_MAX_COLUMNS) return CELLAR_ETOOBIG;
   size_t i = 3, cap = 0;
   int rc = 0;

@@ -9,7 +9,10 @@
 **   mode & 3 == 2: bytes[0..split) and bytes[split..) are two stored
 **                  cells (cell.h), merged with cell_merge_versions, which
 **                  must be commutative and idempotent on the bytes, and
-**                  whose versioned results must pass cell_versions.
+**                  whose versioned results must pass cell_versions;
+**   mode & 3 == 3: bytes are a row context (cell.h, cell_rowctx_*): a
+**                  decoded one must re-encode to exactly its input and
+**                  find each of its columns.
 **
 ** Every decoded set must re-encode to exactly its input (one set, one
 ** encoding), survive encode/decode, and merge commutatively, associatively
@@ -192,6 +195,23 @@ static void fuzz_cells(const uint8_t *p, size_t n, size_t split) {
   free(aa);
 }
 
+static void fuzz_rowctx(const uint8_t *p, size_t n) {
+  cell_rowctx c;
+  int rc = cell_rowctx_decode(p, n, &c);
+  if (rc) {
+    CHECK(rc == CELLAR_EPROTO || rc == CELLAR_ETOOBIG);
+    return;
+  }
+  cell_buf b = {0};
+  for (size_t i = 0; i < c.n; i++) {
+    CHECK(cell_rowctx_add(&b, c.c[i].column, &c.c[i].vv, c.c[i].issued_s) == 0);
+    CHECK(cell_rowctx_find(&c, c.c[i].column) == &c.c[i]);
+  }
+  CHECK(c.n == 0 ? n == 0 : (b.n == n && memcmp(b.p, p, n) == 0));
+  cell_buf_free(&b);
+  cell_rowctx_close(&c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3 || size > (1u << 16)) return 0;
   uint8_t mode = data[0];
@@ -205,6 +225,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if ((mode & 3) == 2) {
     fuzz_cells(p, n, split);
+    return 0;
+  }
+  if ((mode & 3) == 3) {
+    fuzz_rowctx(p, n);
     return 0;
   }
   dvv a, b, c;

@@ -504,6 +504,8 @@ static void test_rowctx(void) {
   CU_ASSERT_EQUAL(cell_rowctx_add(&o, CBYTES("a", 1), &v1, 1), 0);
   CU_ASSERT_EQUAL(cell_rowctx_decode(o.p, o.n, &c), CELLAR_EPROTO);
   CU_ASSERT_EQUAL(cell_rowctx_decode((const uint8_t *)"\x09", 1, &c), CELLAR_EPROTO);
+  /* an empty context is no bytes: a header counting 0 cells is refused */
+  CU_ASSERT_EQUAL(cell_rowctx_decode((const uint8_t *)"\x01\x00\x00", 3, &c), CELLAR_EPROTO);
   CU_ASSERT_EQUAL(cell_rowctx_decode(NULL, 0, &c), 0);
   CU_ASSERT_EQUAL(c.n, 0);
   cell_buf_free(&o);
