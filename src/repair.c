@@ -79,6 +79,10 @@ typedef struct task {
   tstate st;
   uint64_t req_id;
   uint64_t deadline_ns;
+  uint64_t retry_ns;           /* TREES, ROWS: ask the silent ones again */
+  uint8_t *req;                /* the request (encoded), for the retries */
+  size_t reqlen;
+  unsigned reqtype;
   size_t nreps;
   rep reps[REPAIR_MAX_REPLICAS];
   order *orders;                /* the STREAM_ORDERs of the current wave */
@@ -124,6 +128,7 @@ struct repair {
   size_t nout;
   /* replica side (loop thread only) */
   struct build_job *waiting;   /* builds parked by the scan throttle */
+  struct build_job *builds;    /* every build alive (repeated requests) */
   uint64_t scan_next_ns;
 };
 
@@ -191,6 +196,8 @@ static void task_clear(task *t) {
   free(t->pulls);
   t->pulls = NULL;
   t->npulls = t->next_pull = 0;
+  free(t->req);
+  t->req = NULL;
 }
 
 static void tasks_free(task *t, size_t n) {
@@ -210,6 +217,7 @@ typedef struct keybuf {
 struct build_job {
   uv_work_t work;
   struct build_job *next;      /* r->waiting */
+  struct build_job *all_next;  /* r->builds */
   repair *r;
   int is_tree;
   wire_repair_req q;
@@ -405,6 +413,11 @@ static void build_work(uv_work_t *w) {
 }
 
 static void build_free(build_job *j) {
+  for (build_job **pp = &j->r->builds; *pp; pp = &(*pp)->all_next)
+    if (*pp == j) {
+      *pp = j->all_next;
+      break;
+    }
   if (j->started) {
     merkle_free(&j->tree);
     storage_entries_free(&j->keys);
@@ -552,6 +565,16 @@ static void on_request(repair *r, int is_tree, const uint8_t *payload, size_t le
     free(j);
     return;
   }
+  /* asked again (the coordinator's retry) while still building it: one
+  ** answer will do */
+  for (build_job *o = r->builds; o; o = o->all_next)
+    if (o->q.id == j->q.id && o->is_tree == is_tree && !strcmp(o->q.from, j->q.from)) {
+      wire_repair_req_free(&j->q);
+      free(j);
+      return;
+    }
+  j->all_next = r->builds;
+  r->builds = j;
   j->ready_ns = r->scan_next_ns;   /* the node's scan throttle, new builds too */
   build_next(j);
 }
@@ -601,6 +624,7 @@ static void do_send_request(repair *r, task *t, unsigned type, int64_t (*ranges)
                             unsigned depth, const uint8_t *only) {
   t->req_id = REPAIR_ID_BIT | r->next_id++;
   t->deadline_ns = now_ns() + (uint64_t)REPAIR_TIMEOUT_MS * 1000000;
+  t->retry_ns = now_ns() + (uint64_t)REPAIR_RETRY_MS * 1000000;
   wire_repair_req q = {.id = t->req_id, .from = cluster_peer_addr(r->cl),
                        .cluster = cluster_name(r->cl), .table_id = t->table_id, .n = n,
                        .r = ranges, .depth = depth};
@@ -613,7 +637,26 @@ static void do_send_request(repair *r, task *t, unsigned type, int64_t (*ranges)
     if (c) memcpy(c, p, len);
     do_queue(r, t->reps[i].addr, type, c, len, t->req_id);
   }
-  free(p);
+  free(t->req);   /* kept for the retries */
+  t->req = p;
+  t->reqlen = len;
+  t->reqtype = type;
+}
+
+/* Caller holds r->mu. No answer from some replicas for REPAIR_RETRY_MS:
+** the request again, same id, to those (a request or an answer may have
+** been lost without the connection failing; one still building it ignores
+** the repeat), until REPAIR_TIMEOUT_MS. */
+static void do_retry(repair *r, task *t, uint64_t now) {
+  t->retry_ns = now + (uint64_t)REPAIR_RETRY_MS * 1000000;
+  for (size_t i = 0; t->req && i < t->nreps; i++) {
+    if (t->reps[i].got) continue;
+    uint8_t *c = malloc(t->reqlen ? t->reqlen : 1);
+    if (c) memcpy(c, t->req, t->reqlen);
+    log_info("repair: range %" PRId64 "..%" PRId64 ": no answer from %s yet, asking again",
+             t->lo, t->hi, t->reps[i].host_id);
+    do_queue(r, t->reps[i].addr, t->reqtype, c, t->reqlen, t->req_id);
+  }
 }
 
 /* Caller holds r->mu. Picks the replicas and asks for their trees. */
@@ -1275,6 +1318,8 @@ static void on_tick(uv_timer_t *h) {
         do_task_fail(r, t, "%s", t->st == T_STREAM ? "streaming timed out"
                                                    : "a replica did not answer in time");
       if (check && t->started && t->st != T_DONE) do_check_alive(r, t);
+      if (t->started && (t->st == T_TREES || t->st == T_ROWS) && now > t->retry_ns)
+        do_retry(r, t, now);
       if (t->st == T_STREAM && t->waiting && r->throttle_until_ns <= now + TICK_NS)
         do_send_wave(r, t);
     }

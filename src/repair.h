@@ -58,6 +58,7 @@
 #include "wire_peer.h"
 
 #define REPAIR_TIMEOUT_MS 3600000     /* a tree or a digest list */
+#define REPAIR_RETRY_MS 120000        /* unanswered: asked again (same id) */
 #define REPAIR_STREAM_TIMEOUT_MS 900000
 #define REPAIR_NARROW_MAX 50000       /* partitions listed per range */
 #define REPAIR_TICK_MS 50
