@@ -183,6 +183,83 @@ static void test_ttl_and_delete(void) {
   teardown();
 }
 
+/* Siblings tables through the engine (the single-node path): versions
+** and the row context on reads, contexts on writes, stale contexts, the
+** sibling limit and its message. */
+static int put_ctx(const char *table, const char *val, cbytes ctx, result *r) {
+  req_cell cell = {CBYTES("c", 1), CBYTES(val, strlen(val))};
+  req_row row = {CBYTES("r", 1), 1, &cell};
+  request q = {.type = FRAME_PUT, .keyspace = "ks", .table = table,
+               .partition = CBYTES("p", 1), .nrows = 1, .rows = &row,
+               .consistency = CELLAR_CL_ONE, .context = ctx};
+  result_init(r);
+  return engine_execute(&eng, &q, r);
+}
+
+static void test_siblings(void) {
+  setup();
+  eng.siblings_limit = 2;
+  request t = {.type = FRAME_CREATE_TABLE};
+  strcpy(t.table_def.keyspace, "ks");
+  strcpy(t.table_def.name, "s");
+  t.table_def.policy = POLICY_SIBLINGS;
+  t.table_def.gc_grace = 100;
+  result r;
+  result_init(&r);
+  CU_ASSERT_EQUAL_FATAL(engine_execute(&eng, &t, &r), 0);
+  result_free(&r);
+  CU_ASSERT_EQUAL(put_ctx("s", "1", CBYTES(NULL, 0), &r), 0);
+  result_free(&r);
+  CU_ASSERT_EQUAL(put_ctx("s", "2", CBYTES(NULL, 0), &r), 0);
+  result_free(&r);
+  /* a third blind write would leave 3 siblings: refused, with why */
+  CU_ASSERT_EQUAL(put_ctx("s", "3", CBYTES(NULL, 0), &r), CELLAR_ESIBLINGS);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.message, "too many siblings: column c has 2 (limit 2)"));
+  result_free(&r);
+  request g = {.type = FRAME_GET, .keyspace = "ks", .table = "s",
+               .partition = CBYTES("p", 1), .ck = CBYTES("r", 1)};
+  result_init(&r);
+  CU_ASSERT_EQUAL(engine_execute(&eng, &g, &r), 0);
+  CU_ASSERT_EQUAL_FATAL(r.nrows, 1);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].nsib, 2);
+  CU_ASSERT(r.rows[0].ncontext > 0);
+  uint8_t ctx[512];
+  size_t nctx = r.rows[0].ncontext;
+  CU_ASSERT_FATAL(nctx <= sizeof ctx);
+  memcpy(ctx, r.rows[0].context, nctx);
+  result_free(&r);
+  /* the context resolves them */
+  result r2;
+  CU_ASSERT_EQUAL(put_ctx("s", "4", CBYTES(ctx, nctx), &r2), 0);
+  result_free(&r2);
+  result_init(&r);
+  CU_ASSERT_EQUAL(engine_execute(&eng, &g, &r), 0);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].nsib, 0);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].nvalue, 1);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].value[0], '4');
+  result_free(&r);
+  /* past gc_grace the context is refused; garbage is refused */
+  clock_set_fake_us(clock_now_us() + 200 * 1000000ll);
+  CU_ASSERT_EQUAL(put_ctx("s", "5", CBYTES(ctx, nctx), &r2), CELLAR_ESTALECONTEXT);
+  result_free(&r2);
+  clock_set_fake_us(0);
+  CU_ASSERT_EQUAL(put_ctx("s", "5", CBYTES("\1\0\1zz", 5), &r2), CELLAR_EPROTO);
+  result_free(&r2);
+  /* lww tables: no context, the later write wins */
+  CU_ASSERT_EQUAL(put_ctx("t", "a", CBYTES(NULL, 0), &r2), 0);
+  result_free(&r2);
+  CU_ASSERT_EQUAL(put_ctx("t", "b", CBYTES(NULL, 0), &r2), 0);
+  result_free(&r2);
+  g.table = "t";
+  result_init(&r);
+  CU_ASSERT_EQUAL(engine_execute(&eng, &g, &r), 0);
+  CU_ASSERT_EQUAL(r.rows[0].ncontext, 0);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].nsib, 0);
+  CU_ASSERT_EQUAL(r.rows[0].cells[0].value[0], 'b');
+  result_free(&r);
+  teardown();
+}
+
 static void test_admin(void) {
   setup();
   request q = {.type = FRAME_ADMIN, .command = "info"};
@@ -229,6 +306,7 @@ int main(int argc, char **argv) {
     {"unknown_names", test_unknown_names},
     {"slice_paging", test_slice_paging},
     {"ttl_and_delete", test_ttl_and_delete},
+    {"siblings", test_siblings},
     {"admin", test_admin},
     {NULL, NULL}};
   return testutil_run("engine", cases, argc, argv);
