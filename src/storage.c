@@ -1107,6 +1107,15 @@ static int event_cell(const cell *stored, const keys_parts *kp,
     rc = dvv_event(&d, vv, o->self, w, 0, NULL);
     if (rc == 0) rc = cell_from_versions(&d, nb);
     if (rc == CELLAR_EINVAL && err && errlen) snprintf(err, errlen, "invalid write");
+    if (rc == 0 && nb->n > STORAGE_MAX_SET_BYTES) {
+      /* every replica must be able to receive the cell in one frame */
+      if (err && errlen)
+        snprintf(err, errlen,
+                 "the versions of column %.*s would take %zu bytes (limit %u); "
+                 "read it and write with the context to resolve",
+                 col, (const char *)kp->column.p, nb->n, STORAGE_MAX_SET_BYTES);
+      rc = CELLAR_ETOOBIG;
+    }
   }
   dvv_vv_close(&local);
   dvv_close(&d);

@@ -197,6 +197,11 @@ int storage_apply_entries(storage *s, const storage_entry *e, size_t n,
 ** and counted. On error nothing is written and out
 ** keeps the entries it had.
 */
+/* The most bytes the versions of one cell may take after a write (a set
+** travels whole in replication and read frames of at most
+** CELLAR_MAX_FRAME_BYTES): a write past it is refused, CELLAR_ETOOBIG. */
+#define STORAGE_MAX_SET_BYTES (8u << 20)
+
 typedef struct storage_event_ctx {
   cbytes ck;                   /* the row (borrowed) */
   const struct cell_rowctx *ctx;  /* its context (borrowed) */

@@ -2201,6 +2201,25 @@ static void test_versions_row_delete(void) {
   teardown(s);
 }
 
+/* A cell's versions must fit a replication frame: a blind write that would
+** make them larger than STORAGE_MAX_SET_BYTES is refused. */
+static void test_versions_set_size(void) {
+  storage *s = setup();
+  dvv_actor a = {11, 1};
+  char *big = malloc(CELLAR_MAX_VALUE_BYTES + 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+  memset(big, 'x', CELLAR_MAX_VALUE_BYTES);
+  big[CELLAR_MAX_VALUE_BYTES] = '\0';
+  int fits = (int)(STORAGE_MAX_SET_BYTES / CELLAR_MAX_VALUE_BYTES);   /* 8 */
+  for (int i = 0; i < fits - 1; i++)
+    CU_ASSERT_EQUAL(vput(s, a, "r", "c", big, 10 + i, B(""), 0, NULL, NULL), 0);
+  char err[200] = "";
+  CU_ASSERT_EQUAL(vput(s, a, "r", "c", big, 100, B(""), 0, NULL, err), CELLAR_ETOOBIG);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "the versions of column c would take"));
+  free(big);
+  teardown(s);
+}
+
 int main(int argc, char **argv) {
   static const test_case cases[] = {
     {"put_get_one", test_put_get_one},
@@ -2241,6 +2260,7 @@ int main(int argc, char **argv) {
     {"versions_delete_and_limit", test_versions_delete_and_limit},
     {"versions_replicate", test_versions_replicate},
     {"versions_row_delete", test_versions_row_delete},
+    {"versions_set_size", test_versions_set_size},
     {NULL, NULL}
   };
   return testutil_run("storage", cases, argc, argv);
