@@ -162,6 +162,22 @@ static size_t run_repair(size_t *mismatches, const uint8_t *differs, uint64_t na
   return moved;
 }
 
+/* After a repair: the replicas are identical, nothing acknowledged is
+** lost, and a second repair finds nothing. */
+static void check_converged(uint64_t pull_max) {
+  int lost = 0, apart = 0;
+  for (int k = 0; k < KEYS; k++)
+    for (int r = 0; r < R; r++) {
+      lost += reps[r][k].version < acked[k];
+      apart += reps[r][k].version != reps[0][k].version;
+    }
+  CU_ASSERT_EQUAL(lost, 0);
+  CU_ASSERT_EQUAL(apart, 0);
+  size_t mism2 = 0;
+  CU_ASSERT_EQUAL(run_repair(&mism2, NULL, REPAIR_NARROW_MAX, pull_max), 0);
+  CU_ASSERT_EQUAL(mism2, 0);
+}
+
 static void test_converge_after_long_outage(void) {
   const char *s = getenv("SIM_SEED");
   uint64_t seed = s ? strtoull(s, NULL, 10) : 42;
@@ -216,19 +232,7 @@ static void test_converge_after_long_outage(void) {
     CU_ASSERT(ndiff == 0 || mism > 0);
     CU_ASSERT(moved >= ndiff);              /* every differing one moved */
     if (!whole) CU_ASSERT(moved <= R * ndiff);   /* two versions: R pulls at most */
-    /* converged, nothing acknowledged lost */
-    int lost = 0, apart = 0;
-    for (int k = 0; k < KEYS; k++)
-      for (int r = 0; r < R; r++) {
-        lost += reps[r][k].version < acked[k];
-        apart += reps[r][k].version != reps[0][k].version;
-      }
-    CU_ASSERT_EQUAL(lost, 0);
-    CU_ASSERT_EQUAL(apart, 0);
-    /* a second repair finds nothing */
-    size_t mism2 = 0;
-    CU_ASSERT_EQUAL(run_repair(&mism2, NULL, REPAIR_NARROW_MAX, 0), 0);
-    CU_ASSERT_EQUAL(mism2, 0);
+    check_converged(0);
     printf("  round %d: replica %d down, %zu partitions differed, %zu leaves mismatched, "
            "%zu transfers%s\n", round, down, ndiff, mism, moved, whole ? " (whole leaves)" : "");
     free(differs);
@@ -266,17 +270,7 @@ static void test_wiped_replica(void) {
          "%d partitions\n", wiped, writes, mism, moved, KEYS);
   CU_ASSERT(moved >= KEYS);
   CU_ASSERT(moved <= KEYS + KEYS / 10);   /* not the whole range 4 times */
-  int lost = 0, apart = 0;
-  for (int k = 0; k < KEYS; k++)
-    for (int r = 0; r < R; r++) {
-      lost += reps[r][k].version < acked[k];
-      apart += reps[r][k].version != reps[0][k].version;
-    }
-  CU_ASSERT_EQUAL(lost, 0);
-  CU_ASSERT_EQUAL(apart, 0);
-  size_t mism2 = 0;
-  CU_ASSERT_EQUAL(run_repair(&mism2, NULL, REPAIR_NARROW_MAX, 64 << 10), 0);
-  CU_ASSERT_EQUAL(mism2, 0);
+  check_converged(64 << 10);
 }
 
 int main(int argc, char **argv) {
