@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <uv.h>
 #include "cellar/cellar.h"
@@ -76,7 +77,19 @@ static int scan_one(void *arg, const uint8_t *k, size_t nk, const uint8_t *v,
   return 0;
 }
 
-static int load_identity(storage *st, identity *id) {
+/* The file a snapshot carries (engine.c, ENGINE_SNAPSHOT_MARKER): a node
+** started on a restored snapshot finds it in its db directory. */
+static int restored_from_snapshot(const char *dbpath) {
+  char marker[700];
+  snprintf(marker, sizeof marker, "%s/%s", dbpath, ENGINE_SNAPSHOT_MARKER);
+  return access(marker, F_OK) == 0;
+}
+
+/* restored: the data is a snapshot (it went back in time), so the node's
+** actor takes a new incarnation: dots it minted after the snapshot are
+** gone from here but live on other replicas, and minting them again would
+** lose writes (KV679, docs/versions.md). */
+static int load_identity(storage *st, identity *id, int restored) {
   char buf[40] = "";
   int rc = storage_system_scan(st, "node/host_id", 12, scan_one, buf);
   if (rc) return rc;
@@ -98,9 +111,10 @@ static int load_identity(storage *st, identity *id) {
   rc = storage_system_scan(st, "node/incarnation", 16, scan_one, inc);
   if (rc) return rc;
   unsigned long iv = strtoul(inc, NULL, 10);
-  if (iv == 0 || iv > UINT32_MAX) {
-    iv = 1;
-    rc = storage_system_put(st, "node/incarnation", 16, "1", 1);
+  if (iv == 0 || iv > UINT32_MAX || restored) {
+    iv = iv == 0 || iv >= UINT32_MAX ? 1 : iv + 1;
+    int n = snprintf(inc, sizeof inc, "%lu", iv);
+    rc = storage_system_put(st, "node/incarnation", 16, inc, (size_t)n);
     if (rc) return rc;
   }
   id->incarnation = (uint32_t)iv;
@@ -247,7 +261,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   identity id;
-  rc = load_identity(st, &id);
+  int restored = restored_from_snapshot(dbpath);
+  rc = load_identity(st, &id, restored);
+  if (rc == 0 && restored) {
+    char marker[700];
+    snprintf(marker, sizeof marker, "%s/%s", dbpath, ENGINE_SNAPSHOT_MARKER);
+    unlink(marker);   /* the incarnation is bumped and stored */
+  }
   if (rc) {
     fprintf(stderr, "cellard: cannot read node identity: %s\n", cellar_strerror(rc));
     storage_close(st);
@@ -256,6 +276,9 @@ int main(int argc, char **argv) {
   log_set_node(cfg.node_name[0] ? cfg.node_name : id.host_id);
   log_info("cellard: host id %s generation %llu data %s", id.host_id,
            (unsigned long long)id.generation, cfg.data_dir);
+  if (restored)
+    log_warn("cellard: started on a restored snapshot: new incarnation %u",
+             (unsigned)id.incarnation);
 
   schema *sc = NULL;
   rc = schema_open(st, &sc);

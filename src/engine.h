@@ -43,6 +43,10 @@ int engine_query(const engine *e, const request *q, storage_query *sq,
 /* SLICE: sets the next-page cursor after the last row when more remain. */
 int engine_finish_slice(const request *q, result *res, int more);
 
+/* A file every snapshot holds: a node started on a restored snapshot sees
+** it and takes a new incarnation for its versions actor (cellard.c). */
+#define ENGINE_SNAPSHOT_MARKER "CELLAR_RESTORED_SNAPSHOT"
+
 /* Siblings tables: the write of req (a PUT or DELETE of table t) as this
 ** node's event (storage_event_entries): mut holds the plain entries
 ** storage_put_entries / storage_delete_entries built, out (may be NULL)
