@@ -157,6 +157,23 @@ void harness_node_init(node_proc *n, const char *base, const char *host, int ind
   mkdir_p(n->data_dir);
 }
 
+/* The last lines of a node's log on stderr: the test's temp dir (and the
+** log) is removed at exit, and CI keeps only the test's output. */
+static void log_tail(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return;
+  char buf[2048];
+  if (fseek(f, 0, SEEK_END) == 0) {
+    long end = ftell(f);
+    if (end > (long)sizeof buf - 1) fseek(f, end - (long)sizeof buf + 1, SEEK_SET);
+    else rewind(f);
+  }
+  size_t k = fread(buf, 1, sizeof buf - 1, f);
+  buf[k] = '\0';
+  fclose(f);
+  fprintf(stderr, "---- end of %s ----\n%s\n----\n", path, buf);
+}
+
 int harness_node_start(node_proc *n, const char *const *extra, int timeout_ms) {
   const char *bin = getenv("CELLARD");
   if (bin == NULL || *bin == '\0') {
@@ -211,12 +228,14 @@ int harness_node_start(node_proc *n, const char *const *extra, int timeout_ms) {
       n->pid = 0;
       fprintf(stderr, "harness: cellard on %s exited during start (see %s)\n", n->addr,
               n->log_path);
+      log_tail(n->log_path);
       return -1;
     }
     if (can_connect(n->host, n->port)) return 0;
     if (mono_ms() > deadline) {
       fprintf(stderr, "harness: cellard on %s not accepting after %d ms (see %s)\n",
               n->addr, timeout_ms, n->log_path);
+      log_tail(n->log_path);
       harness_node_signal(n, SIGKILL);
       return -1;
     }
