@@ -145,6 +145,8 @@ struct cluster {
   size_t ndowns;
   char up_unaddressed[40];     /* marked up before its address was known */
   uint64_t started_ns;
+  int ring_learned;            /* data requests may be served (see
+                                  do_check_ring_learned) */
 };
 
 static uint64_t now_ns(void) { return clock_mono_ns(); }
@@ -1203,9 +1205,44 @@ int cluster_removenode(cluster *c, const char *host, result *res) {
 
 #define SCHEMA_WAIT_TICKS 30
 
+/*
+** Caller holds c->mu. A node restarted with its tokens knows only itself
+** until gossip brings the other members' states: its ring is then "only
+** me", and it would coordinate (and at ONE acknowledge) writes of keys it
+** does not own, storing them where no read looks. It serves data requests
+** once it holds state gossiped by another member (a live node sent it)
+** and every member it knows in the ring has tokens. Nobody answering for
+** WAIT_TICKS_MAX rounds: it serves anyway (a lone node whose seeds list
+** nodes that never came up), and says so.
+*/
+static void do_check_ring_learned(cluster *c) {
+  size_t heard = 0, missing = 0;
+  for (size_t i = 0; i < gossip_count(c->g); i++) {
+    const gossip_endpoint *e = gossip_at(c->g, i);
+    if (e->is_self) continue;
+    const char *st = e->states[GK_STATUS].value;
+    const char *tok = e->states[GK_TOKENS].value;
+    if (st == NULL) missing++;           /* known by digest only so far */
+    else if (in_ring_status(st) && (tok == NULL || *tok == '\0')) missing++;
+    else heard++;
+  }
+  if (heard > 0 && missing == 0) {
+    c->ring_learned = 1;
+    c->ring_dirty = 1;
+    log_info("cluster: ring learned from gossip (%zu other members): serving data requests",
+             heard);
+  } else if (c->ticks >= WAIT_TICKS_MAX) {
+    c->ring_learned = 1;
+    c->ring_dirty = 1;
+    log_warn("cluster: ring not learned after %d rounds (%zu members heard, %zu without "
+             "tokens): serving data requests with the ring I know", c->ticks, heard, missing);
+  }
+}
+
 /* Caller holds c->mu. One step of the join lifecycle per tick. */
 static void do_lifecycle(cluster *c) {
   c->ticks++;
+  if (!c->ring_learned) do_check_ring_learned(c);
   if (c->state == CL_JOINING && c->ticks >= JOINING_TICKS) {
     if (c->boot_fn == NULL) {
       gossip_set_local(c->g, GK_STATUS, "normal");
@@ -1406,7 +1443,10 @@ int cluster_new(const cluster_options *o, cluster **out) {
     announce_tokens(c);
     gossip_set_local(c->g, GK_STATUS, "normal");
     c->state = CL_NORMAL;
-    log_info("cluster: restarting with my %zu saved tokens", c->ntokens);
+    /* other members may own most of the ring: learn it first */
+    c->ring_learned = !other_seed;
+    log_info("cluster: restarting with my %zu saved tokens%s", c->ntokens,
+             other_seed ? " (data requests wait until gossip brings the ring)" : "");
   } else if (!other_seed) {
     c->ntokens = (size_t)o->cfg->num_tokens;
     c->tokens = malloc(c->ntokens * sizeof *c->tokens);
@@ -1420,8 +1460,10 @@ int cluster_new(const cluster_options *o, cluster **out) {
     gossip_set_local(c->g, GK_STATUS, "normal");
     c->state = CL_NORMAL;
     log_info("cluster: first node of a new ring, %zu tokens", c->ntokens);
+    c->ring_learned = 1;
   } else {
     c->state = CL_WAIT;
+    c->ring_learned = 1;       /* it learns the ring before it has tokens */
   }
   *out = c;
   return 0;
@@ -1656,6 +1698,16 @@ static void do_fill_replica(cluster *c, const ring *rg, uint32_t m, cluster_repl
   r->r.alive = e && (e->is_self || e->alive);
   snprintf(r->peer_addr, sizeof r->peer_addr, "%s",
            e && e->states[GK_PEER_ADDR].value ? e->states[GK_PEER_ADDR].value : "");
+}
+
+int cluster_ring_learned(cluster *c) {
+  pthread_mutex_lock(&c->mu);
+  /* not only at the tick: a request right after the states came in is
+  ** served (the status view already shows the members) */
+  if (!c->ring_learned) do_check_ring_learned(c);
+  int r = c->ring_learned;
+  pthread_mutex_unlock(&c->mu);
+  return r;
 }
 
 size_t cluster_replicas(cluster *c, const keyspace_def *ks, int64_t t,

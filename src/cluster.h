@@ -16,6 +16,10 @@
 **                       v                                           |
 **                    JOINING (tokens chosen, saved, announced) -----+
 **
+** A node restarted with its tokens and a seed other than itself is NORMAL
+** at once but knows only itself: it refuses data requests until gossip
+** brought it the ring (cluster_ring_learned).
+**
 ** Decommission (cellar-admin decommission, on the node that leaves):
 **
 **   NORMAL --announce "leaving" (pending replicas: the ring without it)
@@ -90,6 +94,11 @@ int cluster_view_endpoints(cluster *c, const keyspace_def *ks,
 
 /* Every token of the ring: info pairs token -> "host_id address dc rack". */
 int cluster_view_ring(cluster *c, result *out);
+
+/* 0 while this node, restarted with its tokens, has not yet learned the
+** ring from gossip (it knows only itself: it would place keys wrongly):
+** data requests must then be refused. 1 otherwise. Any thread. */
+int cluster_ring_learned(cluster *c);
 
 /* One replica of a key for the replication proxy. */
 typedef struct cluster_replica {

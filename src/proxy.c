@@ -537,6 +537,12 @@ static int is_data_op(unsigned type) {
   return type == FRAME_PUT || type == FRAME_DELETE || type == FRAME_GET || type == FRAME_SLICE;
 }
 
+int proxy_admit(proxy *p, const request *req, char *msg, size_t cap) {
+  if (p == NULL || !is_data_op(req->type) || cluster_ring_learned(p->cl)) return 0;
+  snprintf(msg, cap, "node is starting: ring not yet learned from gossip");
+  return CELLAR_EUNAVAILABLE;
+}
+
 int proxy_needed(proxy *p, const request *req) {
   if (p == NULL || !is_data_op(req->type)) return 0;
   table_def t;

@@ -47,6 +47,14 @@ typedef void (*proxy_done)(void *arg, uint8_t *frame, size_t len);
 void proxy_submit(proxy *p, request *req, proxy_done done, void *arg);
 
 /*
+** Worker-thread test, before proxy_needed: may req be served now? 0, or
+** CELLAR_EUNAVAILABLE with why in msg (cap bytes) for a data request
+** (PUT, DELETE, GET, SLICE) while the node has not learned the ring
+** (cluster_ring_learned). Thread-safe.
+*/
+int proxy_admit(proxy *p, const request *req, char *msg, size_t cap);
+
+/*
 ** Worker-thread test: does req need the proxy, i.e. is some replica of its
 ** key another node? When it returns 0 the request can run locally through
 ** the engine as on a single node. Thread-safe.

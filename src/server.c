@@ -234,6 +234,12 @@ static void work_run(uv_work_t *w) {
       j->out = wire_encode_error(j->type, j->id, rc, err, &j->nout);
       continue;
     }
+    rc = proxy_admit(b->c->srv->px, req, err, sizeof err);
+    if (rc) {                                   /* restarting: ring unknown */
+      j->out = wire_encode_error(j->type, j->id, rc, err, &j->nout);
+      wire_request_free(req);
+      continue;
+    }
     if (proxy_needed(b->c->srv->px, req)) {   /* coordinated on the loop */
       j->deferred = req;
       continue;
