@@ -985,8 +985,10 @@ static void ks_forget(cellar_client_t *c, const char *name);
 ** stopping. Unavailable, invalid requests and the like are final. */
 static int retryable(int code, int from_conn) {
   if (from_conn) return code == CELLAR_ECLOSED || code == CELLAR_ECONNECT;
+  /* ESTARTING: the node did nothing with the request (it has not learned
+  ** the ring yet), so even a write is safe to send elsewhere */
   return code == CELLAR_ETIMEDOUT || code == CELLAR_ESHUTDOWN || code == CELLAR_ECLOSED ||
-         code == CELLAR_ECONNECT;
+         code == CELLAR_ECONNECT || code == CELLAR_ESTARTING;
 }
 
 /* Each kind of failure is retried once: a lost connection (the node died

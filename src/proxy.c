@@ -540,7 +540,7 @@ static int is_data_op(unsigned type) {
 int proxy_admit(proxy *p, const request *req, char *msg, size_t cap) {
   if (p == NULL || !is_data_op(req->type) || cluster_ring_learned(p->cl)) return 0;
   snprintf(msg, cap, "node is starting: ring not yet learned from gossip");
-  return CELLAR_EUNAVAILABLE;
+  return CELLAR_ESTARTING;
 }
 
 int proxy_needed(proxy *p, const request *req) {

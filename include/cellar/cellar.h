@@ -66,7 +66,8 @@ extern "C" {
   X(EDEADLOCK, -24, "synchronous call from a callback")                      \
   X(EEMPTY, -25, "nothing to write")                                         \
   X(ESIBLINGS, -26, "too many siblings: read and write with the context")   \
-  X(ESTALECONTEXT, -27, "context older than gc_grace: read again")
+  X(ESTALECONTEXT, -27, "context older than gc_grace: read again")        \
+  X(ESTARTING, -28, "node is starting: ask another node")
 
 typedef enum cellar_errno {
 #define CELLAR__ERR_ENUM(name, val, msg) CELLAR_##name = (val),
