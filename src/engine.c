@@ -119,10 +119,16 @@ int engine_event(engine *e, const table_def *t, const request *req,
   return rc;
 }
 
-/* A write of a siblings table on the only replica there is. */
+/* A write of a siblings table on the only replica there is: the mutation
+** built by do_put/do_delete (build_rc: its code) goes through the event
+** with nothing to replicate. Frees mut. */
 static int event_local(engine *e, const table_def *t, const request *q,
-                       storage_entries *mut, result *res) {
-  return engine_event(e, t, q, mut, NULL, res);   /* nothing to replicate */
+                       storage_entries *mut, int build_rc, const char *what,
+                       result *res) {
+  int rc = build_rc ? storage_failed(res, build_rc, what)
+                    : engine_event(e, t, q, mut, NULL, res);
+  storage_entries_free(mut);
+  return rc;
 }
 
 static int do_put(engine *e, const request *q, result *res) {
@@ -136,10 +142,7 @@ static int do_put(engine *e, const request *q, result *res) {
     storage_entries_init(&mut);
     rc = storage_put_entries(&t, q->partition, q->rows, q->nrows, ts, ttl,
                              clock_now_s(), &mut);
-    if (rc) storage_failed(res, rc, "put");
-    else rc = event_local(e, &t, q, &mut, res);
-    storage_entries_free(&mut);
-    return rc;
+    return event_local(e, &t, q, &mut, rc, "put", res);
   }
   rc = storage_put(e->st, &t, q->partition, q->rows, q->nrows, ts, ttl,
                    clock_now_s());
@@ -156,10 +159,7 @@ static int do_delete(engine *e, const request *q, result *res) {
     storage_entries_init(&mut);
     rc = storage_delete_entries(&t, q->partition, q->scope, q->ck, q->cols,
                                 q->ncols, ts, clock_now_s(), &mut);
-    if (rc) storage_failed(res, rc, "delete");
-    else rc = event_local(e, &t, q, &mut, res);
-    storage_entries_free(&mut);
-    return rc;
+    return event_local(e, &t, q, &mut, rc, "delete", res);
   }
   rc = storage_delete(e->st, &t, q->partition, q->scope, q->ck, q->cols,
                       q->ncols, ts, clock_now_s());
